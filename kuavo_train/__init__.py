@@ -1,0 +1,1 @@
+"""Sequential multi-task fine-tuning of SmolVLA on Kuavo tasks."""
