@@ -1,0 +1,230 @@
+"""Typed configuration: the YAML files are converted once into these dataclasses (see load.py).
+
+Every field is documented here; the YAML files under ``configs/policy/`` carry the defaults a user
+edits. Semantic checks (sums, ranges, cross-field rules) live in ``validate.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_CAMERAS = [
+    "observation.images.head_cam_h",
+    "observation.images.wrist_cam_l",
+    "observation.images.wrist_cam_r",
+]
+
+
+@dataclass
+class TaskDataConfig:
+    # LeRobot dataset dir: v2.1 as the Kuavo exporter writes it, or v3.0.
+    root: str = "???"
+    # Label of the dataset inside lerobot (local data needs no hub).
+    repo_id: str = "kuavo/task"
+    # Episode ids to use (None = all). Validation episodes are drawn from these.
+    episodes_to_use: list[int] | None = None
+    # Camera keys this task needs; a dataset lacking one is an error.
+    cameras: list[str] = field(default_factory=lambda: list(DEFAULT_CAMERAS))
+    # Expected state/action sizes; None = take them from the data.
+    state_dim: int | None = None
+    action_dim: int | None = None
+
+
+@dataclass
+class TaskTrainingConfig:
+    # Epochs of this stage (an epoch = the current task's training frames / its replay share).
+    max_epoch: int = 20
+    # Peak learning rate of this stage (lower for later stages: anti-forgetting).
+    lr: float = 1e-4
+
+
+@dataclass
+class TaskConfig:
+    # Task id used in replay keys (`task{id}`), TensorBoard tags and results.
+    id: int = 0
+    # Short name; the stage output dir is `task{id}_{name}`.
+    name: str = "???"
+    # Position in the curriculum (1 = first); must match the order in `curriculum`.
+    stage: int | None = None
+    # Human description of the task.
+    description: str = ""
+    # The instruction the policy is trained with and selected by at inference.
+    language_instruction: str = "???"
+    data: TaskDataConfig = field(default_factory=TaskDataConfig)
+    training: TaskTrainingConfig = field(default_factory=TaskTrainingConfig)
+
+    @property
+    def key(self) -> str:
+        """Replay-ratio key of this task, e.g. ``task2``."""
+        return f"task{self.id}"
+
+    @property
+    def dirname(self) -> str:
+        """Output sub-directory of this task's stage, e.g. ``task2_weighing``."""
+        return f"task{self.id}_{self.name}"
+
+
+@dataclass
+class OptimizerConfig:
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = 1e-8
+    weight_decay: float = 1e-10
+    # Gradient norm clip (0 = off).
+    grad_clip_norm: float = 10.0
+
+
+@dataclass
+class SchedulerConfig:
+    # Linear warmup share of the stage's optimizer steps.
+    warmup_ratio: float = 0.05
+    # Final lr of the cosine decay as a fraction of the stage's peak lr.
+    decay_lr_ratio: float = 0.1
+
+
+@dataclass
+class PolicyConfig:
+    # Where stage 1 starts: hub id, local dir, or None (fresh SmolVLA on `vlm_model_name`).
+    # Later stages start from the previous stage's best/ unless this is set explicitly for them.
+    pretrained_path: str | None = "lerobot/smolvla_base"
+    # VLM backbone (hub id or local dir) used when building SmolVLA fresh; also the tokenizer.
+    vlm_model_name: str = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+    # Load the VLM's pretrained weights when building fresh (False = random VLM weights).
+    load_vlm_weights: bool = True
+    # Freeze the SigLIP vision encoder.
+    freeze_vision_encoder: bool = True
+    # Train only the action expert (freezes the whole VLM; then freeze_vlm_layers has no effect).
+    train_expert_only: bool = False
+    # Freeze the lowest N text layers of the VLM (used when train_expert_only is False).
+    freeze_vlm_layers: int = 8
+    # Number of VLM text layers SmolVLA keeps.
+    num_vlm_layers: int = 16
+    # Actions predicted per forward pass / executed per chunk.
+    chunk_size: int = 50
+    n_action_steps: int = 50
+    # SmolVLA pads state/action vectors to these sizes.
+    max_state_dim: int = 32
+    max_action_dim: int = 32
+    # Images are resized (with padding) to this (width, height) before the vision encoder.
+    resize_imgs_with_padding: list[int] = field(default_factory=lambda: [512, 512])
+    # Flow-matching denoising steps at inference.
+    num_steps: int = 10
+    # Max language tokens.
+    tokenizer_max_length: int = 48
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+
+@dataclass
+class TrainingConfig:
+    # Root of all stage outputs; each stage writes `<output_directory>/task{id}_{name}/`.
+    output_directory: str = "outputs/train/smolvla_sequential"
+    # "auto" (cuda if available), "cuda", "cuda:1", "cpu".
+    device: str = "auto"
+    seed: int = 42
+    batch_size: int = 16
+    # DataLoader workers (0 = load in the main process).
+    num_workers: int = 4
+    # Save epoch{N}/ every this many epochs.
+    save_freq_epoch: int = 5
+    # Validate all seen tasks every this many epochs (and always at the end).
+    validation_freq_epoch: int = 2
+    # Held-out episodes per task, never trained on and never replayed.
+    validation_episodes: int = 10
+    # Validate every task seen so far (False = only the current task).
+    validate_all_previous_tasks: bool = True
+    # "bf16" (autocast on CUDA), "no" (fp32). CPU always runs fp32.
+    mixed_precision: str = "bf16"
+    # Train every stage this many epochs instead of its task file's max_epoch (None = off); demo/smoke runs.
+    epochs_override: int | None = None
+    # Cap on optimizer steps per epoch (None = full epoch); for smoke runs and the demo.
+    max_steps_per_epoch: int | None = None
+    # Cap on validation samples per task (None = every frame of the held-out episodes).
+    max_validation_samples: int | None = None
+    # Continue an interrupted stage (it does anyway when a resumable state exists).
+    resume: bool = True
+    # Retrain a stage that is already complete (the old best/ stays until the new one is done).
+    overwrite: bool = False
+    # Print the plan (stages, mixes, steps, time, disk) and exit.
+    dry_run: bool = False
+    # Exit non-zero when a success criterion fails.
+    strict_criteria: bool = False
+    # epoch{N}/ dirs kept besides best/ and last/.
+    keep_last_epochs: int = 2
+    # Consecutive non-finite losses that stop the stage.
+    max_consecutive_nonfinite: int = 5
+
+
+@dataclass
+class SequentialConfig:
+    # The one on/off switch for replay of earlier tasks.
+    use_replay_buffer: bool = True
+    # How earlier tasks are replayed: "ratio" = mixed into the batch stream at stage{N}_replay shares.
+    replay_strategy: str = "ratio"
+    # Cap on replayed training episodes per earlier task (None = all its training episodes).
+    replay_max_episodes_per_task: int | None = None
+    # stage{N}_replay: {task{K}: share}. Filled from the YAML's `stage2_replay`, `stage3_replay`, ...
+    stage_replay: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class CriteriaConfig:
+    # Current task's validation loss must be below this after its stage.
+    current_task_max_loss: float = 0.5
+    # Earlier tasks' loss limit per stage, keyed by stage number (SPEC section 6).
+    previous_task_max_loss: dict[int, float] = field(default_factory=lambda: {2: 0.7, 3: 0.8, 4: 1.0})
+    # Forgetting verdict: loss now / loss at the end of its own stage above this = forgetting.
+    retained_ratio: float = 1.2
+
+
+@dataclass
+class DataConfig:
+    # Ingest cache (v2.1 -> v3.0 conversions), keyed by source path + content fingerprint.
+    cache_dir: str = "~/.cache/kuavo_train/datasets"
+    # Per-task root overrides by task name (e.g. {weighing: /data/t2}); `task.data.root` wins for the current task.
+    roots: dict[str, str] = field(default_factory=dict)
+    # Keep Kuavo depth columns (observation.depth_*); dropped by default.
+    keep_depth: bool = False
+
+
+@dataclass
+class Config:
+    # Task file of this stage, relative to the config dir (e.g. tasks/task2_weighing).
+    task_file: str
+    # Ordered task files of the whole curriculum.
+    curriculum: list[str]
+    # The current task (the file named by `task`, with `task.*` overrides applied).
+    task: TaskConfig
+    # Every curriculum task, in order (the current one included).
+    tasks: list[TaskConfig]
+    policy: PolicyConfig
+    training: TrainingConfig
+    sequential: SequentialConfig
+    criteria: CriteriaConfig
+    data: DataConfig
+    # Directory the config was loaded from (to resolve task files).
+    config_dir: str = ""
+
+    @property
+    def stage(self) -> int:
+        """1-based stage number of the current task."""
+        return self.stage_of(self.task.id)
+
+    def stage_of(self, task_id: int) -> int:
+        return [t.id for t in self.tasks].index(task_id) + 1
+
+    def task_by_id(self, task_id: int) -> TaskConfig:
+        return next(t for t in self.tasks if t.id == task_id)
+
+    @property
+    def seen_tasks(self) -> list[TaskConfig]:
+        """Tasks trained up to and including the current stage."""
+        return self.tasks[: self.stage]
+
+    def replay_mix(self, stage: int | None = None) -> dict[int, float]:
+        """Share of samples per task id for a stage (current task only when replay is off)."""
+        stage = self.stage if stage is None else stage
+        current = self.tasks[stage - 1]
+        if stage == 1 or not self.sequential.use_replay_buffer or self.sequential.replay_strategy == "none":
+            return {current.id: 1.0}
+        ratios = self.sequential.stage_replay[stage]
+        return {int(k.removeprefix("task")): float(v) for k, v in ratios.items() if float(v) > 0}

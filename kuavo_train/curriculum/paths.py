@@ -1,0 +1,72 @@
+"""Where a curriculum's files live, and what state a stage is in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from kuavo_train.config.schema import Config, TaskConfig
+from kuavo_train.errors import KuavoError
+from kuavo_train.training.checkpoint import is_complete_policy_dir
+
+RESULTS_FILE = "training_results.json"
+CURRICULUM_RESULTS_FILE = "curriculum_results.json"
+
+
+@dataclass(frozen=True)
+class StagePaths:
+    run_root: Path
+    stage_dir: Path
+
+    @property
+    def best(self) -> Path:
+        return self.stage_dir / "best"
+
+    @property
+    def best_running(self) -> Path:
+        """Best checkpoint of a stage still training; becomes best/ when the stage completes."""
+        return self.stage_dir / "best_running"
+
+    @property
+    def last(self) -> Path:
+        return self.stage_dir / "last"
+
+    @property
+    def results(self) -> Path:
+        return self.stage_dir / RESULTS_FILE
+
+    def epoch(self, number: int) -> Path:
+        return self.stage_dir / f"epoch{number}"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.stage_dir / "tensorboard"
+
+
+def stage_paths(cfg: Config, task: TaskConfig | None = None) -> StagePaths:
+    run_root = Path(cfg.training.output_directory).expanduser()
+    return StagePaths(run_root=run_root, stage_dir=run_root / (task or cfg.task).dirname)
+
+
+def is_stage_complete(paths: StagePaths) -> bool:
+    return is_complete_policy_dir(paths.best) and paths.results.is_file()
+
+
+def stage_command(cfg: Config, task: TaskConfig) -> str:
+    task_file = cfg.curriculum[cfg.tasks.index(task)]
+    return (
+        "python kuavo_train/train_smolvla_sequential.py --config-path=../configs/policy "
+        f"--config-name=<your config> task={task_file}"
+    )
+
+
+def previous_best(cfg: Config) -> Path:
+    """Stage N-1's best/ (stage N starts from it); a clear error names the command that makes it."""
+    previous = cfg.tasks[cfg.stage - 2]
+    paths = stage_paths(cfg, previous)
+    if not is_stage_complete(paths):
+        raise KuavoError(
+            f"stage {cfg.stage} ({cfg.task.name}) starts from stage {cfg.stage - 1}'s checkpoint {paths.best}, which does not exist "
+            f"or is incomplete; train stage {cfg.stage - 1} first: {stage_command(cfg, previous)}"
+        )
+    return paths.best

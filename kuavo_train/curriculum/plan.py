@@ -1,0 +1,74 @@
+"""The plan of a stage (``training.dry_run=true``): mix, samples, steps, time and disk estimates."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kuavo_train.config.schema import Config
+from kuavo_train.data.replay import samples_per_epoch, task_counts
+
+# Rough figures to size a run before it starts; `benchmarks/` measures real ones.
+_SECONDS_PER_SAMPLE = {"cuda": 0.02, "cpu": 0.05}
+_BYTES_PER_PARAMETER = 4
+
+
+@dataclass
+class StagePlan:
+    stage: int
+    task: str
+    mix: dict[int, float]
+    train_frames: dict[int, int]
+    samples_per_epoch: int
+    per_task_samples: dict[int, int]
+    steps_per_epoch: int
+    epochs: int
+    lr: float
+    validation_frames: dict[int, int]
+    estimated_hours: float
+    estimated_checkpoint_gb: float
+
+
+def plan_stage(cfg: Config, data) -> StagePlan:
+    import torch
+
+    stage = cfg.stage
+    mix = cfg.replay_mix(stage)
+    frames = {t: _frames(data, t, data.splits[t].train) for t in mix}
+    total = samples_per_epoch(frames[cfg.task.id], mix[cfg.task.id])
+    steps = -(-total // cfg.training.batch_size)
+    if cfg.training.max_steps_per_epoch is not None:
+        steps = min(steps, cfg.training.max_steps_per_epoch)
+    device = "cuda" if torch.cuda.is_available() and cfg.training.device != "cpu" else "cpu"
+    samples = steps * cfg.training.batch_size * cfg.task.training.max_epoch
+    params = 450_000_000 if cfg.policy.pretrained_path else 1_000_000
+    kept_dirs = 3 + cfg.training.keep_last_epochs  # best, best_running, last + epochs
+    return StagePlan(
+        stage=stage, task=cfg.task.dirname, mix=mix, train_frames=frames, samples_per_epoch=total,
+        per_task_samples=task_counts(total, mix), steps_per_epoch=steps, epochs=cfg.task.training.max_epoch,
+        lr=cfg.task.training.lr,
+        validation_frames={t.id: _frames(data, t.id, data.splits[t.id].val) for t in cfg.seen_tasks},
+        estimated_hours=samples * _SECONDS_PER_SAMPLE[device] / 3600,
+        estimated_checkpoint_gb=(params * _BYTES_PER_PARAMETER * (kept_dirs + 2)) / 1e9,
+    )
+
+
+def _frames(data, task_id: int, episodes: list[int]) -> int:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    files = sorted((data.v30_roots[task_id] / "data").glob("*/*.parquet"))
+    return sum(int(np.isin(pq.read_table(f, columns=["episode_index"]).column("episode_index").to_numpy(), episodes).sum())
+               for f in files)
+
+
+def format_plan(plan: StagePlan) -> str:
+    lines = [f"Plan of stage {plan.stage} ({plan.task}):",
+             f"  replay mix:        " + ", ".join(f"task{t} {s:.2f}" for t, s in plan.mix.items()),
+             f"  train frames:      " + ", ".join(f"task{t} {n}" for t, n in plan.train_frames.items()),
+             f"  samples per epoch: {plan.samples_per_epoch} (" + ", ".join(f"task{t} {n}" for t, n in plan.per_task_samples.items()) + ")",
+             f"  steps:             {plan.steps_per_epoch}/epoch x {plan.epochs} epochs = {plan.steps_per_epoch * plan.epochs}",
+             f"  learning rate:     {plan.lr:g}",
+             f"  validation frames: " + ", ".join(f"task{t} {n}" for t, n in plan.validation_frames.items()),
+             f"  estimated time:    {plan.estimated_hours:.2f} h (rough, from a fixed per-sample cost)",
+             f"  estimated disk:    {plan.estimated_checkpoint_gb:.1f} GB of checkpoints"]
+    return "\n".join(lines)

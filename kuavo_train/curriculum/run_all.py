@@ -1,0 +1,37 @@
+"""All stages in curriculum order, each exactly as its own stage command would run it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kuavo_train.config.load import load_config
+from kuavo_train.curriculum.stage import run_stage
+from kuavo_train.evaluation.results import CURRICULUM_RESULTS_FILE, format_matrix, read_stage_results
+
+
+def run_all(config_dir: Path, config_name: str, overrides: list[str]) -> int:
+    base = load_config(config_dir, config_name, [o for o in overrides if not o.startswith("task=")])
+    failed = []
+    for task_file in base.curriculum:
+        cfg = load_config(config_dir, config_name, [*_without_task(overrides), f"task={task_file}"])
+        result = run_stage(cfg)
+        if result.status == "planned" and cfg.stage < len(cfg.tasks):
+            print("(later stages are planned with the same data; they start from the previous stage's best/)")
+        if not result.criteria_passed:
+            failed.append(cfg.task.dirname)
+    if base.training.dry_run:
+        return 0
+    run_root = Path(base.training.output_directory).expanduser()
+    summary = read_stage_results(run_root / CURRICULUM_RESULTS_FILE)
+    if summary is not None:
+        print()
+        print(format_matrix(summary))
+    print(f"\nOutputs: {run_root.resolve()}  (final multi-task model: {run_root.resolve() / base.tasks[-1].dirname / 'best'})")
+    print(f"TensorBoard: tensorboard --logdir {run_root}")
+    if failed:
+        print(f"Success criteria failed in: {', '.join(failed)}")
+    return 1 if failed and base.training.strict_criteria else 0
+
+
+def _without_task(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.startswith("task=")]

@@ -1,0 +1,321 @@
+"""Run one stage of the curriculum: from the previous stage's best/ to this task's best/.
+
+Flow: stage status -> starting checkpoint -> data (ingest, splits, merged stats) -> policy +
+processors + freezing -> replay-mixed training with periodic multi-task validation and
+checkpoints -> final evaluation of best on every task -> criteria, results files.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kuavo_train.config.schema import Config
+from kuavo_train.curriculum.paths import StagePaths, is_stage_complete, previous_best, stage_paths
+from kuavo_train.curriculum.plan import format_plan, plan_stage
+from kuavo_train.data.prepare import CurriculumData, build_training_stream, prepare_curriculum_data, task_dataset
+from kuavo_train.data.stats import stats_hash
+from kuavo_train.errors import KuavoError
+from kuavo_train.evaluation.forgetting import (
+    format_criteria_table,
+    forgetting_analysis,
+    success_criteria,
+)
+from kuavo_train.evaluation.results import read_stage_results, write_curriculum_results
+from kuavo_train.evaluation.validate import limit_samples, make_loader, validate_tasks
+from kuavo_train.policy.factory import count_parameters, load_policy, make_processors, resolve_device
+from kuavo_train.training.checkpoint import (
+    file_sha256,
+    is_complete_policy_dir,
+    load_training_state,
+    prune_epoch_dirs,
+    read_checkpoint_meta,
+    restore_rng_state,
+    rng_state,
+    save_policy_dir,
+    write_atomically,
+    write_json_atomically,
+)
+from kuavo_train.training.loggers import StageLogger, quiet_third_party_logs
+from kuavo_train.training.loop import LoopState, StepContext, make_autocast, train_epoch
+from kuavo_train.training.optim import make_optimizer, make_scheduler
+
+
+@dataclass
+class StageResult:
+    status: str  # "complete", "skipped", "planned"
+    criteria_passed: bool = True
+    results_path: Path | None = None
+
+
+def run_stage(cfg: Config) -> StageResult:
+    """Train ``cfg.task`` as stage ``cfg.stage``; see the module docstring for the flow."""
+    quiet_third_party_logs()
+    paths = stage_paths(cfg)
+    if is_stage_complete(paths) and not cfg.training.overwrite and not cfg.training.dry_run:
+        print(f"Stage {cfg.stage} ({cfg.task.dirname}) is already complete: {paths.best} "
+              f"(training.overwrite=true retrains it)")
+        return StageResult("skipped", results_path=paths.results)
+    data = prepare_curriculum_data(cfg, paths.run_root)
+    if cfg.training.dry_run:
+        print(format_plan(plan_stage(cfg, data)))
+        return StageResult("planned")
+    init_path = previous_best(cfg) if cfg.stage > 1 else cfg.policy.pretrained_path
+    _check_output_writable(paths)
+    return StageRunner(cfg, paths, data, init_path).run()
+
+
+def _check_output_writable(paths: StagePaths) -> None:
+    try:
+        paths.stage_dir.mkdir(parents=True, exist_ok=True)
+        probe = paths.stage_dir / ".write_probe"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise KuavoError(f"output dir {paths.stage_dir} is not writable ({exc.strerror}); set training.output_directory to a writable dir") from exc
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class StageRunner:
+    """Holds what one stage builds once (policy, data, optimizer) and runs its epochs."""
+
+    def __init__(self, cfg: Config, paths: StagePaths, data: CurriculumData, init_path: str | Path | None):
+        self.cfg, self.paths, self.data, self.init_path = cfg, paths, data, init_path
+        self.stage, self.task = cfg.stage, cfg.task
+        self.device = resolve_device(cfg.training.device)
+        self.autocast = make_autocast(self.device, cfg.training.mixed_precision)
+        self.log = StageLogger(paths.stage_dir, paths.tensorboard)
+        self.state = LoopState()
+        self.stats_hash = stats_hash(data.stats)
+
+    # ---- set-up -------------------------------------------------------------------------------
+    def _resume_source(self) -> Path | None:
+        if self.cfg.training.overwrite or not self.cfg.training.resume:
+            return None
+        return self.paths.last if is_complete_policy_dir(self.paths.last) else None
+
+    def _build(self) -> None:
+        cfg = self.cfg
+        seed_everything(cfg.training.seed + self.stage)
+        resume = self._resume_source()
+        self._check_parent_compatible()
+        start_from = resume or self.init_path
+        self.policy = load_policy(cfg.policy, self.data.schema, str(start_from) if start_from else None, self.device)
+        self.preprocessor, self.postprocessor = make_processors(self.policy, self.data.stats)
+        self.train_set, self.sampler = build_training_stream(cfg, self.data, self.stage, cfg.training.seed)
+        self.train_loader = make_loader(self.train_set, cfg.training.batch_size, cfg.training.num_workers, self.sampler)
+        self.val_loaders = self._validation_loaders(self._validated_tasks())
+        self.steps_per_epoch = self._steps_per_epoch()
+        total_steps = self.steps_per_epoch * self.task.training.max_epoch
+        self.optimizer = make_optimizer(self.policy, self.task.training.lr, cfg.policy.optimizer, self.device)
+        self.scheduler = make_scheduler(self.optimizer, self.task.training.lr, total_steps, cfg.policy.scheduler)
+        if resume is not None:
+            self._restore(resume)
+        self._log_setup(start_from, total_steps)
+
+    def _check_parent_compatible(self) -> None:
+        if self.stage == 1 or self.init_path is None:
+            return
+        parent = read_checkpoint_meta(Path(self.init_path))
+        if parent.get("stats_hash") != self.stats_hash:
+            raise KuavoError(
+                f"the previous stage's checkpoint {self.init_path} was trained with other normalization stats "
+                f"({parent.get('stats_hash')} vs {self.stats_hash} in {self.paths.run_root}/normalization_stats.json); "
+                "all stages of a curriculum must share one normalization: retrain from stage 1 in a new output dir"
+            )
+        if parent.get("schema") != self.data.schema.to_dict():
+            raise KuavoError(f"the previous stage's checkpoint {self.init_path} has another feature schema (cameras/sizes) than this data; retrain from stage 1")
+
+    def _validated_tasks(self) -> list[int]:
+        if self.cfg.training.validate_all_previous_tasks:
+            return [t.id for t in self.cfg.seen_tasks]
+        return [self.task.id]
+
+    def _validation_loaders(self, task_ids: list[int]) -> dict:
+        loaders = {}
+        for task_id in task_ids:
+            dataset = task_dataset(self.data, task_id, self.data.splits[task_id].val, self.cfg.policy.chunk_size)
+            dataset = limit_samples(dataset, self.cfg.training.max_validation_samples)
+            loaders[task_id] = make_loader(dataset, self.cfg.training.batch_size, self.cfg.training.num_workers)
+        return loaders
+
+    def _steps_per_epoch(self) -> int:
+        steps = len(self.train_loader)
+        cap = self.cfg.training.max_steps_per_epoch
+        return steps if cap is None else min(steps, cap)
+
+    def _restore(self, last: Path) -> None:
+        saved = load_training_state(last)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scheduler.load_state_dict(saved["scheduler"])
+        self.state = LoopState(**saved["loop"])
+        restore_rng_state(saved["rng"])
+        self.log.echo(f"Resuming from epoch {self.state.epoch} step {self.state.step}")
+
+    def _log_setup(self, start_from, total_steps: int) -> None:
+        mix = ", ".join(f"task{k} {v:.2f}" for k, v in self.cfg.replay_mix(self.stage).items())
+        self.log.echo(f"=== Stage {self.stage}/{len(self.cfg.tasks)}: task {self.task.id} {self.task.name} ===")
+        self.log.echo(f"start from: {start_from or 'fresh SmolVLA on ' + self.cfg.policy.vlm_model_name}")
+        self.log.echo(f"device {self.device}, lr {self.task.training.lr:g}, epochs {self.task.training.max_epoch}, "
+                      f"{self.steps_per_epoch} steps/epoch ({total_steps} total), batch {self.cfg.training.batch_size}")
+        self.log.echo(f"replay mix: {mix}; {len(self.sampler)} samples/epoch")
+        self.log.echo(f"parameters: {count_parameters(self.policy)}")
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def run(self) -> StageResult:
+        self._build()
+        ctx = StepContext(
+            policy=self.policy, preprocessor=self.preprocessor, optimizer=self.optimizer, scheduler=self.scheduler,
+            device=self.device, grad_clip_norm=self.cfg.policy.optimizer.grad_clip_norm, autocast=self.autocast,
+            max_consecutive_nonfinite=self.cfg.training.max_consecutive_nonfinite,
+            trainable=[p for p in self.policy.parameters() if p.requires_grad],
+        )
+        max_epoch = self.task.training.max_epoch
+        while self.state.epoch < max_epoch:
+            epoch = self.state.epoch + 1
+            self.sampler.set_epoch(epoch)
+            started = time.perf_counter()
+            mean_loss = train_epoch(ctx, self.train_loader, self.state, self.steps_per_epoch, self.log.scalar,
+                                    desc=f"stage {self.stage} epoch {epoch}/{max_epoch}")
+            self.state.seconds_training += time.perf_counter() - started
+            self.state.train_losses.append(mean_loss)
+            self.state.epoch = epoch
+            self.log.echo(f"epoch {epoch}/{max_epoch}: train loss {mean_loss:.4f} (step {self.state.step})")
+            self._periodic_work(epoch, max_epoch)
+        return self._finish()
+
+    def _periodic_work(self, epoch: int, max_epoch: int) -> None:
+        is_last_epoch = epoch == max_epoch
+        is_validation_epoch = epoch % self.cfg.training.validation_freq_epoch == 0 or is_last_epoch
+        is_saving_epoch = epoch % self.cfg.training.save_freq_epoch == 0
+        if is_validation_epoch:
+            self._validate_and_keep_best(epoch)
+        started = time.perf_counter()
+        if is_saving_epoch:
+            self._save(self.paths.epoch(epoch), epoch)
+            prune_epoch_dirs(self.paths.stage_dir, self.cfg.training.keep_last_epochs)
+        self._save(self.paths.last, epoch, with_state=True)
+        self.state.seconds_checkpointing += time.perf_counter() - started
+        self.log.flush()
+
+    def _validate_and_keep_best(self, epoch: int) -> None:
+        started = time.perf_counter()
+        losses = validate_tasks(self.policy, self.preprocessor, self.val_loaders, self.device, self.autocast, echo=self.log.echo)
+        forgetting_analysis(losses, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo)
+        self.state.seconds_validating += time.perf_counter() - started
+        for task_id, loss in losses.items():
+            self.log.scalar(f"validation/task{task_id}_loss", loss, self.state.step)
+        self.state.validations.append({"epoch": epoch, "step": self.state.step, "losses": {str(k): v for k, v in losses.items()}})
+        current = losses[self.task.id]
+        if current < self.state.best_loss:
+            self.state.best_loss, self.state.best_epoch = current, epoch
+            started = time.perf_counter()
+            self._save(self.paths.best_running, epoch)
+            self.state.seconds_checkpointing += time.perf_counter() - started
+            self.log.echo(f"  new best on task {self.task.id}: {current:.4f} (epoch {epoch}) -> {self.paths.best_running.name}/")
+
+    def _own_stage_losses(self) -> dict[int, float]:
+        """Loss of each earlier task at the end of its own stage (the forgetting reference)."""
+        references = {}
+        for task in self.cfg.tasks[: self.stage - 1]:
+            results = read_stage_results(stage_paths(self.cfg, task).results)
+            if results is not None:
+                references[task.id] = results["final_validation"][str(task.id)]
+        return references
+
+    def _save(self, target: Path, epoch: int, with_state: bool = False) -> None:
+        meta = {
+            "task_id": self.task.id, "task_name": self.task.name, "stage": self.stage, "epoch": epoch,
+            "step": self.state.step, "stats_hash": self.stats_hash, "schema": self.data.schema.to_dict(),
+            "best_loss": self.state.best_loss if math.isfinite(self.state.best_loss) else None,
+        }
+        state = None
+        if with_state:
+            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                     "loop": asdict(self.state), "rng": rng_state()}
+        save_policy_dir(target, self.policy, self.preprocessor, self.postprocessor, self.data.schema, meta, state)
+
+    # ---- the end ------------------------------------------------------------------------------
+    def _finish(self) -> StageResult:
+        self._load_weights(self.paths.best_running)
+        all_ids = [t.id for t in self.cfg.tasks]
+        extra = [t for t in all_ids if t not in self.val_loaders]
+        self.val_loaders.update(self._validation_loaders(extra))
+        self.log.echo(f"Final evaluation of best (epoch {self.state.best_epoch}) on every curriculum task:")
+        losses = validate_tasks(self.policy, self.preprocessor, self.val_loaders, self.device, self.autocast, echo=self.log.echo)
+        seen = {t.id: losses[t.id] for t in self.cfg.seen_tasks}
+        verdicts = forgetting_analysis(seen, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo)
+        criteria = success_criteria(seen, self.task.id, self.stage, self.cfg.criteria)
+        self.log.echo(format_criteria_table(criteria, self.stage))
+        write_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
+        shutil.rmtree(self.paths.best_running, ignore_errors=True)
+        results = self._results(losses, seen, criteria, verdicts)
+        write_json_atomically(self.paths.results, results)
+        write_curriculum_results(self.cfg, self.paths.run_root)
+        passed = all(c.passed for c in criteria)
+        self.log.echo(f"Stage {self.stage} done: best {self.paths.best}  results {self.paths.results}")
+        if not passed:
+            self.log.echo("⚠️  Some success criteria failed (see the table above)." +
+                          (" training.strict_criteria=true: exiting non-zero." if self.cfg.training.strict_criteria else ""))
+        self.log.close()
+        return StageResult("complete", criteria_passed=passed, results_path=self.paths.results)
+
+    def _load_weights(self, policy_dir: Path) -> None:
+        from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+        SmolVLAPolicy._load_as_safetensor(self.policy, str(policy_dir / "model.safetensors"), str(self.device), strict=True)
+
+    def _results(self, losses, seen, criteria, verdicts) -> dict:
+        cfg, task = self.cfg, self.task
+        parent = Path(self.init_path) if self.init_path and Path(str(self.init_path)).is_dir() else None
+        return {
+            "task_id": task.id, "task_name": task.name, "stage": self.stage, "description": task.description,
+            "language_instruction": task.language_instruction,
+            "best_loss": self.state.best_loss, "best_epoch": self.state.best_epoch,
+            "final_validation": {str(k): v for k, v in seen.items()},
+            "validation_all_tasks": {str(k): v for k, v in losses.items()},
+            "training_epochs": self.state.epoch, "learning_rate": task.training.lr,
+            "optimizer_steps": self.state.step, "skipped_nonfinite_steps": self.state.skipped_steps,
+            "replay_mix": {f"task{k}": v for k, v in cfg.replay_mix(self.stage).items()},
+            "samples_per_epoch": len(self.sampler), "batch_size": cfg.training.batch_size, "seed": cfg.training.seed,
+            "criteria": [{"task_id": c.task_id, "role": c.role, "loss": c.loss, "limit": c.limit, "passed": c.passed} for c in criteria],
+            "forgetting": [{"task_id": v.task_id, "loss": v.loss, "reference": v.reference, "verdict": v.label} for v in verdicts],
+            "validation_history": self.state.validations, "train_loss_per_epoch": self.state.train_losses,
+            "timings_s": {"training": self.state.seconds_training, "validation": self.state.seconds_validating,
+                          "checkpointing": self.state.seconds_checkpointing},
+            "parent_checkpoint": {"path": str(self.init_path) if self.init_path else None,
+                                  "model_sha256": file_sha256(parent / "model.safetensors") if parent else None},
+            "stats_hash": self.stats_hash, "git_commit": _git_commit(), "config": _resolved_config(cfg),
+        }
+
+
+def _copy_tree(source: Path, dest: Path) -> None:
+    for item in source.iterdir():
+        shutil.copy2(item, dest / item.name)
+
+
+def _git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _resolved_config(cfg: Config) -> dict:
+    data = asdict(cfg)
+    data.pop("tasks", None)
+    return data

@@ -1,0 +1,13 @@
+"""Data keys shared across the project (lerobot's names, plus the ones we add to each sample)."""
+
+from lerobot.utils.constants import ACTION, OBS_STATE
+
+STATE = OBS_STATE  # "observation.state"
+ACTION = ACTION  # "action"
+CAMERA_PREFIX = "observation.images."
+TASK = "task"  # the language instruction string of a sample
+ACTION_IS_PAD = "action_is_pad"  # (T,) bool: time steps past the episode end
+# (D,) bool: action dims that belong to the sample's task (False = zero padding up to the union size).
+ACTION_DIM_MASK = "action_dim_mask"
+TASK_ID = "task_id"  # int: which curriculum task a sample comes from
+SAMPLE_SEED = "sample_seed"  # int: fixes a validation sample's flow-matching noise and time

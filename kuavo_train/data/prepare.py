@@ -1,0 +1,135 @@
+"""Everything a stage needs from the data, done once per curriculum: ingest, schema, splits, stats.
+
+Files written at the curriculum output root (shared by all stages):
+``feature_schema.json``, ``splits.json`` (held-out episodes), ``normalization_stats.json``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch.utils.data import ConcatDataset
+
+from kuavo_train.config.schema import Config, TaskConfig
+from kuavo_train.data.constants import ACTION, STATE
+from kuavo_train.data.ingest import ingest_dataset
+from kuavo_train.data.replay import ReplayMixSampler
+from kuavo_train.data.schema import FeatureSchema, TaskFeatures, build_feature_schema
+from kuavo_train.data.source import SourceInfo, read_source_info
+from kuavo_train.data.splits import EpisodeSplit, load_or_create_splits
+from kuavo_train.data.stats import dataset_moments, load_stats, merged_stats, save_stats
+from kuavo_train.data.task_dataset import TaskDataset
+from kuavo_train.errors import KuavoError
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_FILE = "feature_schema.json"
+SPLITS_FILE = "splits.json"
+STATS_FILE = "normalization_stats.json"
+
+
+@dataclass
+class CurriculumData:
+    schema: FeatureSchema
+    stats: dict  # lerobot-style {key: {mean, std, min, max, count}} as numpy arrays
+    splits: dict[int, EpisodeSplit]
+    v30_roots: dict[int, Path]
+
+
+def prepare_curriculum_data(cfg: Config, run_root: Path) -> CurriculumData:
+    """Ingest every curriculum task, check it against its task file, and fix schema/splits/stats."""
+    infos = {task.id: read_source_info(task.data.root) for task in cfg.tasks}
+    per_task = [_task_features(task, infos[task.id]) for task in cfg.tasks]
+    schema = build_feature_schema(per_task)
+    v30_roots = {
+        task.id: ingest_dataset(task.data.root, cfg.data.cache_dir, keep_depth=cfg.data.keep_depth) for task in cfg.tasks
+    }
+    wanted = {task.id: (_episodes_of(task, infos[task.id]), cfg.training.validation_episodes) for task in cfg.tasks}
+    splits = load_or_create_splits(run_root / SPLITS_FILE, wanted, cfg.training.seed)
+    stats = _load_or_compute_stats(run_root, schema, v30_roots, splits)
+    schema.save(run_root / SCHEMA_FILE)
+    return CurriculumData(schema=schema, stats=stats, splits=splits, v30_roots=v30_roots)
+
+
+def _task_features(task: TaskConfig, info: SourceInfo) -> tuple[TaskFeatures, dict, float]:
+    where = f"task {task.name} ({info.root})"
+    missing = [c for c in task.data.cameras if c not in info.camera_keys]
+    if missing:
+        raise KuavoError(f"{where}: camera(s) {missing} not in the dataset (it has {info.camera_keys}); fix task.data.cameras or the export")
+    dims = {}
+    for key, expected in ((STATE, task.data.state_dim), (ACTION, task.data.action_dim)):
+        found = info.vector_dim(key)
+        if found is None:
+            raise KuavoError(f"{where}: feature '{key}' is missing from meta/info.json")
+        if expected is not None and found != expected:
+            name = "state_dim" if key == STATE else "action_dim"
+            raise KuavoError(f"{where}: '{key}' has {found} dims but the task file expects {expected}; fix task.data.{name} or the data")
+        dims[key] = found
+    cameras = {c: tuple(int(s) for s in _chw(info.features[c]["shape"], info.features[c].get("names"))) for c in task.data.cameras}
+    features = TaskFeatures(task.id, task.name, task.language_instruction, dims[STATE], dims[ACTION])
+    return features, cameras, info.fps
+
+
+def _chw(shape: list[int], names: list[str] | None) -> tuple[int, int, int]:
+    """Camera shape as (C, H, W); LeRobot stores (H, W, C) with names [height, width, channel(s)]."""
+    if names and list(names)[0] in ("height", "h"):
+        return shape[2], shape[0], shape[1]
+    return tuple(shape)  # type: ignore[return-value]
+
+
+def _episodes_of(task: TaskConfig, info: SourceInfo) -> list[int]:
+    available = list(range(info.total_episodes))
+    if task.data.episodes_to_use is None:
+        return available
+    unknown = sorted(set(task.data.episodes_to_use) - set(available))
+    if unknown:
+        raise KuavoError(f"task {task.name}: data.episodes_to_use lists episodes {unknown[:10]} that {info.root} does not have (0..{len(available) - 1})")
+    return sorted(set(task.data.episodes_to_use))
+
+
+def _load_or_compute_stats(run_root: Path, schema: FeatureSchema, v30_roots: dict[int, Path], splits) -> dict:
+    path = run_root / STATS_FILE
+    if path.is_file():
+        stats = load_stats(path)
+        if len(stats[STATE]["mean"]) != schema.state_dim or len(stats[ACTION]["mean"]) != schema.action_dim:
+            raise KuavoError(f"{path} was computed for other state/action sizes than the curriculum's data; use a new training.output_directory")
+        return stats
+    logger.info("computing normalization stats over all %d curriculum tasks", len(v30_roots))
+    per_task = [dataset_moments(v30_roots[task.task_id], splits[task.task_id].train) for task in schema.tasks]
+    stats = merged_stats(per_task, schema.state_dim, schema.action_dim)
+    run_root.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_stats(stats, tmp)
+    tmp.replace(path)
+    return stats
+
+
+def task_dataset(data: CurriculumData, task_id: int, episodes: list[int], chunk_size: int) -> TaskDataset:
+    return TaskDataset(data.v30_roots[task_id], data.schema.task(task_id), data.schema, episodes, chunk_size)
+
+
+def replay_episodes(split: EpisodeSplit, cap: int | None, seed: int, task_id: int) -> list[int]:
+    """Training episodes an earlier task contributes to replay (a seeded subset when capped)."""
+    if cap is None or cap >= len(split.train):
+        return split.train
+    import numpy as np
+
+    rng = np.random.default_rng([seed, task_id, 7])
+    return sorted(int(e) for e in rng.choice(split.train, size=cap, replace=False))
+
+
+def build_training_stream(cfg: Config, data: CurriculumData, stage: int, seed: int,
+                          num_replicas: int = 1, rank: int = 0) -> tuple[ConcatDataset, ReplayMixSampler]:
+    """The stage's mixed training dataset and its sampler (replay of earlier tasks at the configured shares)."""
+    mix = cfg.replay_mix(stage)
+    current = cfg.tasks[stage - 1].id
+    datasets = []
+    for task_id in mix:
+        split = data.splits[task_id]
+        episodes = split.train if task_id == current else replay_episodes(split, cfg.sequential.replay_max_episodes_per_task, seed, task_id)
+        datasets.append(task_dataset(data, task_id, episodes, cfg.policy.chunk_size))
+    sizes = {task_id: len(ds) for task_id, ds in zip(mix, datasets)}
+    sampler = ReplayMixSampler(sizes, mix, current, seed, num_replicas=num_replicas, rank=rank)
+    return ConcatDataset(datasets), sampler

@@ -1,0 +1,75 @@
+"""One task's frames as training samples in the curriculum's feature schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from kuavo_train.data.constants import (
+    ACTION,
+    ACTION_DIM_MASK,
+    ACTION_IS_PAD,
+    SAMPLE_SEED,
+    STATE,
+    TASK,
+    TASK_ID,
+)
+from kuavo_train.data.schema import FeatureSchema, TaskFeatures
+
+# pyav decodes everywhere; torchcodec needs system FFmpeg and prints a long traceback without it.
+VIDEO_BACKEND = "pyav"
+# Seeds of validation samples are task_id * this + index, unique across tasks.
+_SEED_STRIDE = 10_000_000
+
+
+def pad_last_dim(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Zero-pad the last dim of ``x`` to ``size``."""
+    if x.shape[-1] == size:
+        return x
+    return torch.nn.functional.pad(x, (0, size - x.shape[-1]))
+
+
+def action_dim_mask(task_action_dim: int, size: int) -> torch.Tensor:
+    """(size,) bool, True on the task's own action dims."""
+    mask = torch.zeros(size, dtype=torch.bool)
+    mask[:task_action_dim] = True
+    return mask
+
+
+class TaskDataset(Dataset):
+    """Frames of some episodes of one task, padded to the schema, with the task's instruction.
+
+    Each item: camera images (3, H, W) float in [0, 1], ``observation.state`` (S,), ``action``
+    (T, A) with ``action_is_pad`` (T,), ``action_dim_mask`` (A,), ``task`` (str), ``task_id``,
+    ``sample_seed`` (int, fixes validation noise). S, A are the schema's union sizes.
+    """
+
+    def __init__(self, v30_root: Path, task: TaskFeatures, schema: FeatureSchema, episodes: list[int], chunk_size: int):
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        self.task = task
+        self.schema = schema
+        self.episodes = list(episodes)
+        delta = {ACTION: [step / schema.fps for step in range(chunk_size)]}
+        self.inner = LeRobotDataset(
+            repo_id=f"kuavo/{task.name}", root=v30_root, episodes=self.episodes,
+            delta_timestamps=delta, video_backend=VIDEO_BACKEND,
+        )
+        self._dim_mask = action_dim_mask(task.action_dim, schema.action_dim)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.inner[index]
+        sample = {camera: item[camera] for camera in self.schema.cameras}
+        sample[STATE] = pad_last_dim(item[STATE].float(), self.schema.state_dim)
+        sample[ACTION] = pad_last_dim(item[ACTION].float(), self.schema.action_dim)
+        sample[ACTION_IS_PAD] = item[ACTION_IS_PAD]
+        sample[ACTION_DIM_MASK] = self._dim_mask
+        sample[TASK] = self.task.instruction
+        sample[TASK_ID] = self.task.task_id
+        sample[SAMPLE_SEED] = self.task.task_id * _SEED_STRIDE + index
+        return sample

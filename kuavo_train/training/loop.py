@@ -1,0 +1,109 @@
+"""One optimizer step and one epoch of a stage; periodic work is decided by the stage runner."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from functools import partial
+
+import torch
+from tqdm import tqdm
+
+from kuavo_train.data.constants import ACTION_DIM_MASK
+from kuavo_train.errors import KuavoError
+from kuavo_train.policy.loss import per_sample_loss, split_side_keys
+
+
+def make_autocast(device: torch.device, mixed_precision: str):
+    """bf16 autocast on CUDA when asked; fp32 elsewhere."""
+    if device.type == "cuda" and mixed_precision == "bf16":
+        return partial(torch.autocast, device_type="cuda", dtype=torch.bfloat16)
+    return nullcontext
+
+
+@dataclass
+class LoopState:
+    """What a stage's training loop carries across epochs (saved in ``last/`` for resume)."""
+
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer steps done in this stage
+    best_loss: float = math.inf
+    best_epoch: int = 0
+    consecutive_nonfinite: int = 0
+    skipped_steps: int = 0
+    validations: list[dict] = field(default_factory=list)  # {"epoch", "step", "losses": {task: loss}}
+    train_losses: list[float] = field(default_factory=list)  # mean train loss per epoch
+    seconds_training: float = 0.0
+    seconds_validating: float = 0.0
+    seconds_checkpointing: float = 0.0
+
+
+@dataclass
+class StepContext:
+    policy: object
+    preprocessor: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    device: torch.device
+    grad_clip_norm: float
+    autocast: object
+    max_consecutive_nonfinite: int
+    trainable: list = field(default_factory=list)
+
+
+def train_step(ctx: StepContext, raw_batch: dict, state: LoopState) -> float | None:
+    """One optimizer step; returns the loss, or None when a non-finite loss/gradient skipped it."""
+    batch, side = split_side_keys(raw_batch)
+    batch = ctx.preprocessor(batch)
+    with ctx.autocast():
+        loss = per_sample_loss(ctx.policy, batch, side[ACTION_DIM_MASK].to(ctx.device)).mean()
+    ctx.optimizer.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        return _skip_nonfinite(ctx, state)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(ctx.trainable, ctx.grad_clip_norm if ctx.grad_clip_norm > 0 else math.inf)
+    if not torch.isfinite(grad_norm):
+        return _skip_nonfinite(ctx, state)
+    ctx.optimizer.step()
+    ctx.scheduler.step()
+    state.step += 1
+    state.consecutive_nonfinite = 0
+    return float(loss.detach())
+
+
+def _skip_nonfinite(ctx: StepContext, state: LoopState) -> None:
+    ctx.optimizer.zero_grad(set_to_none=True)
+    state.skipped_steps += 1
+    state.consecutive_nonfinite += 1
+    if state.consecutive_nonfinite >= ctx.max_consecutive_nonfinite:
+        raise KuavoError(
+            f"{state.consecutive_nonfinite} optimizer steps in a row had a non-finite loss or gradient (step {state.step}); "
+            f"the last good checkpoint is kept. Lower the lr, check the data with `kuavo-train check-data`, or use training.mixed_precision=no"
+        )
+    return None
+
+
+def train_epoch(ctx: StepContext, loader, state: LoopState, max_steps: int | None, log_scalar, desc: str) -> float:
+    """Run one epoch (or ``max_steps`` steps); returns the mean training loss."""
+    ctx.policy.train()
+    losses = []
+    total = len(loader) if max_steps is None else min(len(loader), max_steps)
+    bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0, disable=not sys.stderr.isatty())
+    start, samples = time.perf_counter(), 0
+    for index, raw in enumerate(loader):
+        if index >= total:
+            break
+        loss = train_step(ctx, raw, state)
+        samples += len(raw["task"])
+        if loss is not None:
+            losses.append(loss)
+            lr = ctx.scheduler.get_last_lr()[0]
+            log_scalar("train/loss", loss, state.step)
+            log_scalar("train/lr", lr, state.step)
+            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{samples / (time.perf_counter() - start):.1f}")
+        bar.update(1)
+    bar.close()
+    return sum(losses) / len(losses) if losses else math.nan
