@@ -72,7 +72,8 @@ def load_config(
         for name in curriculum
     ]
     data = _to_dataclass(DataConfig, base.get("data", {}), "data")
-    _apply_root_overrides(tasks, data, task_overrides_given=bool(task_overrides), current=task_file, curriculum=curriculum)
+    root_given = any(o.lstrip("+~").startswith("data.root=") for o in task_overrides)
+    _apply_root_overrides(tasks, data, current_root_given=root_given, current=task_file, curriculum=curriculum)
     unknown = set(base.keys()) - {"task", "curriculum", "sequential", *_SECTIONS}
     if unknown:
         raise KuavoError(f"unknown top-level config key(s) {sorted(unknown)} in {config_name}.yaml/overrides")
@@ -99,6 +100,7 @@ def _finalize(cfg: Config) -> None:
         for task in cfg.tasks:
             task.training.max_epoch = cfg.training.epochs_override
     for task in cfg.tasks:
+        task.training.lr *= cfg.training.lr_scale
         task.data.root = str(Path(task.data.root).expanduser().absolute())
     cfg.training.output_directory = str(Path(cfg.training.output_directory).expanduser().absolute())
     cfg.data.cache_dir = str(Path(cfg.data.cache_dir).expanduser().absolute())
@@ -152,14 +154,14 @@ def _load_task(config_dir: Path, task_file: str, overrides: list[str]) -> TaskCo
     return _to_dataclass(TaskConfig, raw, f"task ({path.name})")
 
 
-def _apply_root_overrides(tasks, data: DataConfig, *, task_overrides_given, current, curriculum) -> None:
+def _apply_root_overrides(tasks, data: DataConfig, *, current_root_given: bool, current: str, curriculum: list[str]) -> None:
     """`data.roots.<name>` replaces a task file's root (an explicit `task.data.root` was applied already)."""
     names = {t.name for t in tasks}
     for name in data.roots:
         if name not in names:
             raise KuavoError(f"data.roots.{name}: no task of that name in the curriculum (names: {sorted(names)})")
     for task, task_file in zip(tasks, curriculum):
-        explicit = task_file == current and task_overrides_given
+        explicit = task_file == current and current_root_given
         if task.name in data.roots and not explicit:
             task.data.root = data.roots[task.name]
 

@@ -136,6 +136,8 @@ class TrainingConfig:
     mixed_precision: str = "bf16"
     # Train every stage this many epochs instead of its task file's max_epoch (None = off); demo/smoke runs.
     epochs_override: int | None = None
+    # Multiply every stage's lr by this (keeps the per-stage ratios); the tiny demo model trains from scratch at 10x.
+    lr_scale: float = 1.0
     # Cap on optimizer steps per epoch (None = full epoch); for smoke runs and the demo.
     max_steps_per_epoch: int | None = None
     # Cap on validation samples per task (None = every frame of the held-out episodes).

@@ -78,6 +78,7 @@ def _validate_training(cfg: Config) -> None:
     positive = ("batch_size", "save_freq_epoch", "validation_freq_epoch", "validation_episodes", "max_consecutive_nonfinite")
     for key in positive:
         _check(getattr(t, key) >= 1, f"training.{key} must be >= 1, got {getattr(t, key)}")
+    _check(t.lr_scale > 0 and math.isfinite(t.lr_scale), f"training.lr_scale must be > 0, got {t.lr_scale}")
     _check(t.num_workers >= 0, f"training.num_workers must be >= 0, got {t.num_workers}")
     _check(t.keep_last_epochs >= 0, f"training.keep_last_epochs must be >= 0, got {t.keep_last_epochs}")
     for key in ("max_steps_per_epoch", "max_validation_samples", "epochs_override"):

@@ -22,6 +22,7 @@ from kuavo_train.config.schema import Config
 from kuavo_train.curriculum.paths import StagePaths, is_stage_complete, previous_best, stage_paths
 from kuavo_train.curriculum.plan import format_plan, plan_stage
 from kuavo_train.data.prepare import CurriculumData, build_training_stream, prepare_curriculum_data, task_dataset
+from kuavo_train.data.schema import FeatureSchema
 from kuavo_train.data.stats import stats_hash
 from kuavo_train.errors import KuavoError
 from kuavo_train.evaluation.forgetting import (
@@ -136,7 +137,7 @@ class StageRunner:
                 f"({parent.get('stats_hash')} vs {self.stats_hash} in {self.paths.run_root}/normalization_stats.json); "
                 "all stages of a curriculum must share one normalization: retrain from stage 1 in a new output dir"
             )
-        if parent.get("schema") != self.data.schema.to_dict():
+        if "schema" not in parent or FeatureSchema.from_dict(parent["schema"]) != self.data.schema:
             raise KuavoError(f"the previous stage's checkpoint {self.init_path} has another feature schema (cameras/sizes) than this data; retrain from stage 1")
 
     def _validated_tasks(self) -> list[int]:

@@ -301,6 +301,10 @@ def _rollout(task_id: int, cond: dict[str, Any], action_dim: int, noise_rng: np.
 # --------------------------------------------------------------------------------------------
 
 
+def _level(x: float) -> int:
+    return int(np.clip(round(x * 255.0), 0, 255))
+
+
 def render_head_image(goal: Any, hw: tuple[int, int] = (48, 64)) -> np.ndarray:
     """Head camera (H, W, 3) uint8: whole image tinted by the goal + a white square placed by the goal.
 
@@ -309,33 +313,32 @@ def render_head_image(goal: Any, hw: tuple[int, int] = (48, 64)) -> np.ndarray:
     """
     h, w = hw
     g1, g2 = float(goal[0]), float(goal[1])
-    img = np.empty((h, w, 3), dtype=np.float64)
-    img[..., 0] = 0.5 + 0.4 * g1
-    img[..., 1] = 0.5 + 0.4 * g2
-    img[..., 2] = 0.25
+    img = np.empty((h, w, 3), dtype=np.uint8)
+    img[...] = (_level(0.5 + 0.4 * g1), _level(0.5 + 0.4 * g2), _level(0.25))
     side = max(2, round(0.25 * min(h, w)))
     cx, cy = (0.5 + 0.3 * g1) * w, (0.5 - 0.3 * g2) * h
     x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    img[max(0, y0) : max(0, y0 + side), max(0, x0) : max(0, x0 + side)] = 1.0
-    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    img[max(0, y0) : max(0, y0 + side), max(0, x0) : max(0, x0 + side)] = 255
+    return img
 
 
 def render_wrist_image(gripper: float, hw: tuple[int, int] = (48, 64), side: str = "l") -> np.ndarray:
     """Wrist camera (H, W, 3) uint8: brightness 0.15 + 0.7 * gripper (0 open .. 1 closed), two dark finger
     bars whose gap shrinks as the gripper closes; the left camera is slightly blue, the right slightly red."""
     h, w = hw
-    v = 0.15 + 0.7 * float(np.clip(gripper, 0.0, 1.0))
+    grip = float(np.clip(gripper, 0.0, 1.0))
+    v = 0.15 + 0.7 * grip
     tint = (0.9, 1.0, 1.0) if side == "l" else (1.0, 1.0, 0.9)
-    img = np.empty((h, w, 3), dtype=np.float64)
-    for c in range(3):
-        img[..., c] = v * tint[c]
+    img = np.empty((h, w, 3), dtype=np.uint8)
+    img[...] = tuple(_level(v * t) for t in tint)
     bar = max(1, w // 10)
-    gap = int(round((1.0 - float(np.clip(gripper, 0.0, 1.0))) * 0.5 * w))
+    gap = int(round((1.0 - grip) * 0.5 * w))
     left = max(0, w // 2 - gap // 2 - bar)
     right = min(w, w // 2 + gap // 2)
-    img[h // 3 :, left : left + bar] = 0.05
-    img[h // 3 :, right : right + bar] = 0.05
-    return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
+    dark = _level(0.05)
+    img[h // 3 :, left : left + bar] = dark
+    img[h // 3 :, right : right + bar] = dark
+    return img
 
 
 def render_depth(camera: str, goal: Any, gripper: float, hw: tuple[int, int] = (48, 64)) -> np.ndarray:
@@ -432,34 +435,41 @@ def _stats(x: np.ndarray, axis) -> dict[str, Any]:
     }
 
 
-def _channel_stats(frames: list[np.ndarray], scale: float) -> dict[str, Any]:
-    """Per-channel min/max/mean/std over frames (each (C, H, W)), shaped (C, 1, 1), divided by ``scale``.
+def _channel_stats(frames: list[np.ndarray], channel_axis: int, scale: float) -> dict[str, Any]:
+    """Exact per-channel min/max/mean/std over integer frames, shaped (C, 1, 1) and divided by ``scale``.
 
-    Computed frame by frame from exact integer sums (fast even at 480x640); repeated frame objects
-    (the static head camera) are reduced once.
+    Built from per-channel value histograms (fast even at 480x640); repeated frame objects (the static
+    head camera) are counted, not re-scanned.
     """
-    per_frame: dict[int, tuple] = {}
     mult: dict[int, int] = {}
+    unique: dict[int, np.ndarray] = {}
     for f in frames:
-        key = id(f)
-        mult[key] = mult.get(key, 0) + 1
-        if key not in per_frame:
-            x = f.reshape(f.shape[0], -1)
-            per_frame[key] = (
-                x.min(axis=1).astype(np.float64),
-                x.max(axis=1).astype(np.float64),
-                x.sum(axis=1, dtype=np.float64),
-                np.einsum("ij,ij->i", x.astype(np.float64), x.astype(np.float64)),
-                x.shape[1],
-            )
-    mins = np.min([v[0] for v in per_frame.values()], axis=0)
-    maxs = np.max([v[1] for v in per_frame.values()], axis=0)
-    n = sum(per_frame[k][4] * m for k, m in mult.items())
-    total = sum(per_frame[k][2] * m for k, m in mult.items())
-    total_sq = sum(per_frame[k][3] * m for k, m in mult.items())
-    mean = total / n
-    std = np.sqrt(np.maximum(total_sq / n - mean**2, 0.0))
-    out = {k: (v / scale)[:, None, None] for k, v in (("min", mins), ("max", maxs), ("mean", mean), ("std", std))}
+        mult[id(f)] = mult.get(id(f), 0) + 1
+        unique.setdefault(id(f), f)
+    n_channels = next(iter(unique.values())).shape[channel_axis]
+    hists: list[np.ndarray] = [np.zeros(1, dtype=np.int64) for _ in range(n_channels)]
+    for key, f in unique.items():
+        for c in range(n_channels):
+            h = np.bincount(np.take(f, c, axis=channel_axis).ravel()) * mult[key]
+            if len(h) > len(hists[c]):
+                h[: len(hists[c])] += hists[c]
+                hists[c] = h
+            else:
+                hists[c][: len(h)] += h
+    mins, maxs, means, stds = [], [], [], []
+    for h in hists:
+        values = np.arange(len(h), dtype=np.float64)
+        nz = np.nonzero(h)[0]
+        total = h.sum()
+        mean = float((h * values).sum() / total)
+        mins.append(float(nz[0]))
+        maxs.append(float(nz[-1]))
+        means.append(mean)
+        stds.append(math.sqrt(float((h * (values - mean) ** 2).sum() / total)))
+    out = {
+        k: (np.array(v) / scale)[:, None, None]
+        for k, v in (("min", mins), ("max", maxs), ("mean", means), ("std", stds))
+    }
     out["count"] = np.array([len(frames)])
     return out
 
@@ -467,15 +477,14 @@ def _channel_stats(frames: list[np.ndarray], scale: float) -> dict[str, Any]:
 def _image_stats(frames: list[np.ndarray]) -> dict[str, Any]:
     """Per-channel stats of (H, W, 3) uint8 frames, shaped (3, 1, 1) with values in [0, 1], as lerobot v2.1
     wrote them to episodes_stats.jsonl."""
-    chw = {id(f): f.transpose(2, 0, 1) for f in frames}
-    return _channel_stats([chw[id(f)] for f in frames], 255.0)
+    return _channel_stats(frames, channel_axis=2, scale=255.0)
 
 
 def _depth_stats(depth: list[np.ndarray]) -> dict[str, Any]:
     """Per-channel stats (1, 1, 1) in mm of (1, H, W) uint16 depth frames (lerobot v2.1 would have written
     per-pixel (1, H, W) stats, which makes episodes_stats.jsonl enormous and breaks the v3.0 conversion's
     100 MB episodes-metadata limit at 480x640)."""
-    return _channel_stats(depth, 1.0)
+    return _channel_stats(depth, channel_axis=0, scale=1.0)
 
 
 def _jsonable(obj: Any) -> Any:

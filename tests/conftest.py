@@ -1,0 +1,54 @@
+"""Session fixtures: the tiny backbone and a small synthetic Kuavo curriculum, built once."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
+from kuavo_train.demo.assets import DemoDataSize, ensure_demo_assets  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = "smolvla_sequential_demo"
+TASK_FILES = ["tasks/task1_moving_grasp", "tasks/task2_weighing", "tasks/task3_placement", "tasks/task4_sorting"]
+SMALL_DATA = DemoDataSize(num_episodes=6, min_len=20, max_len=30, image_hw=(24, 32))
+
+
+@dataclass
+class DemoEnv:
+    root: Path
+    overrides: list[str]
+
+    def config(self, task_file: str = TASK_FILES[0], extra: list[str] = (), output: Path | None = None):
+        overrides = [*self.overrides, f"task={task_file}", *extra]
+        if output is not None:
+            overrides.append(f"training.output_directory={output}")
+        return load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, overrides)
+
+    def cli_args(self, task_file: str, output: Path, extra: list[str] = ()) -> list[str]:
+        return ["--config-path=../configs/policy", f"--config-name={DEMO_CONFIG}", f"task={task_file}",
+                *self.overrides, f"training.output_directory={output}", *extra]
+
+
+@pytest.fixture(scope="session")
+def demo_env(tmp_path_factory) -> DemoEnv:
+    root = tmp_path_factory.mktemp("demo_env")
+    names = ["moving_grasp", "weighing", "placement", "sorting"]
+    overrides = [f"data.roots.{name}={root / f'task{i}_{name}'}" for i, name in enumerate(names, start=1)]
+    overrides += [
+        f"policy.vlm_model_name={root / 'tiny_smolvlm'}",
+        f"data.cache_dir={root / 'cache'}",
+        f"training.output_directory={root / 'outputs'}",
+        "training.epochs_override=2",
+        "training.validation_episodes=2",
+        "training.max_validation_samples=16",
+    ]
+    env = DemoEnv(root=root, overrides=overrides)
+    ensure_demo_assets(env.config(), size=SMALL_DATA)
+    return env
