@@ -27,12 +27,15 @@ def per_sample_loss(policy, batch: dict, dim_mask: Tensor, noise: Tensor | None 
     """(B,) loss of a preprocessed batch; ``dim_mask`` is (B, A) bool over the schema's action dims."""
     images, img_masks = policy.prepare_images(batch)
     state = policy.prepare_state(batch)
-    actions = policy.prepare_action(batch)
+    actions = policy.prepare_action(batch)  # (B, T, max_action_dim)
+    mask = torch.zeros(actions.shape[0], actions.shape[2], dtype=torch.bool, device=actions.device)
+    mask[:, : dim_mask.shape[1]] = dim_mask.to(actions.device)
+    # A task's padded dims are 0 in normalized space, exactly like lerobot's own padding up to
+    # max_action_dim, whatever the normalization of the other tasks' real dims there.
+    actions = actions * mask[:, None, :]
     losses = policy.model.forward(
         images, img_masks, batch[OBS_LANGUAGE_TOKENS], batch[OBS_LANGUAGE_ATTENTION_MASK], state, actions, noise, time
     )  # (B, T, max_action_dim)
-    mask = torch.zeros(losses.shape[0], losses.shape[2], dtype=torch.bool, device=losses.device)
-    mask[:, : dim_mask.shape[1]] = dim_mask.to(losses.device)
     valid = mask[:, None, :].expand_as(losses)
     if ACTION_IS_PAD in batch:
         valid = valid & ~batch[ACTION_IS_PAD].to(losses.device)[:, :, None]
