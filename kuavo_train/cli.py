@@ -59,6 +59,8 @@ def _train(argv: list[str], relative_to: Path) -> int:
     config_dir, config_name, overrides = _split_config_args(argv, relative_to)
     cfg = load_config(config_dir, config_name, overrides)
     result = run_stage(cfg)
+    if result.status == "interrupted":
+        return 130
     return 1 if (cfg.training.strict_criteria and not result.criteria_passed) else 0
 
 

@@ -15,6 +15,8 @@ def run_all(config_dir: Path, config_name: str, overrides: list[str]) -> int:
     for task_file in base.curriculum:
         cfg = load_config(config_dir, config_name, [*_without_task(overrides), f"task={task_file}"])
         result = run_stage(cfg)
+        if result.status == "interrupted":
+            return 130
         if result.status == "planned" and cfg.stage < len(cfg.tasks):
             print("(later stages are planned with the same data; they start from the previous stage's best/)")
         if not result.criteria_passed:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import math
 import random
 import shutil
+import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,13 +48,25 @@ from kuavo_train.training.checkpoint import (
     write_json_atomically,
 )
 from kuavo_train.training.loggers import StageLogger, quiet_third_party_logs
-from kuavo_train.training.loop import LoopState, StepContext, make_autocast, train_epoch
+from kuavo_train.training.loop import LoopState, StepContext, StopRequest, make_autocast, train_epoch
 from kuavo_train.training.optim import make_optimizer, make_scheduler
+
+
+@contextmanager
+def stop_on_signals():
+    """SIGTERM/SIGINT ask the loop to stop after the current step (then last/ is saved)."""
+    stop = StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @dataclass
 class StageResult:
-    status: str  # "complete", "skipped", "planned"
+    status: str  # "complete", "skipped", "planned", "interrupted"
     criteria_passed: bool = True
     results_path: Path | None = None
 
@@ -115,6 +129,7 @@ class StageRunner:
         self._check_parent_compatible()
         start_from = resume or self.init_path
         self.policy = load_policy(cfg.policy, self.data.schema, str(start_from) if start_from else None, self.device)
+        self._check_disk_space()
         self.preprocessor, self.postprocessor = make_processors(self.policy, self.data.stats)
         self.train_set, self.sampler = build_training_stream(cfg, self.data, self.stage, cfg.training.seed)
         self.train_loader = make_loader(self.train_set, cfg.training.batch_size, cfg.training.num_workers, self.sampler)
@@ -139,6 +154,29 @@ class StageRunner:
             )
         if "schema" not in parent or FeatureSchema.from_dict(parent["schema"]) != self.data.schema:
             raise KuavoError(f"the previous stage's checkpoint {self.init_path} has another feature schema (cameras/sizes) than this data; retrain from stage 1")
+
+    def _check_disk_space(self) -> None:
+        """Refuse to start when the checkpoints this stage will keep cannot fit."""
+        counts = count_parameters(self.policy)
+        weights = 4 * counts.total
+        kept_dirs = 3 + self.cfg.training.keep_last_epochs  # best_running, best, last, epoch{N}/ + one being written
+        needed = weights * (kept_dirs + 1) + 2 * 4 * counts.trainable  # + Adam moments in last/
+        free = shutil.disk_usage(self.paths.stage_dir).free
+        if free < needed:
+            raise KuavoError(
+                f"{self.paths.stage_dir} has {free / 1e9:.1f} GB free but this stage needs about {needed / 1e9:.1f} GB "
+                f"for its checkpoints; free space, lower training.keep_last_epochs or set training.output_directory"
+            )
+
+    def _warn_stale_later_stages(self) -> None:
+        """Redoing a stage makes later stages trained from its old best/ stale."""
+        new_hash = file_sha256(self.paths.best / "model.safetensors")
+        for task in self.cfg.tasks[self.stage :]:
+            results = read_stage_results(stage_paths(self.cfg, task).results)
+            parent = (results or {}).get("parent_checkpoint", {})
+            if results and parent.get("path") == str(self.paths.best) and parent.get("model_sha256") != new_hash:
+                self.log.echo(f"⚠️  stage {self.cfg.stage_of(task.id)} ({task.dirname}) was trained from an older best/ of this "
+                              f"stage and is now stale; retrain it with training.overwrite=true")
 
     def _validated_tasks(self) -> list[int]:
         if self.cfg.training.validate_all_previous_tasks:
@@ -165,6 +203,8 @@ class StageRunner:
         self.state = LoopState(**saved["loop"])
         restore_rng_state(saved["rng"])
         self.log.echo(f"Resuming from epoch {self.state.epoch} step {self.state.step}")
+        if self.state.batches_into_epoch:
+            self.log.echo(f"  (epoch {self.state.epoch + 1} continues after batch {self.state.batches_into_epoch})")
 
     def _log_setup(self, start_from, total_steps: int) -> None:
         mix = ", ".join(f"task{k} {v:.2f}" for k, v in self.cfg.replay_mix(self.stage).items())
@@ -185,18 +225,33 @@ class StageRunner:
             trainable=[p for p in self.policy.parameters() if p.requires_grad],
         )
         max_epoch = self.task.training.max_epoch
-        while self.state.epoch < max_epoch:
-            epoch = self.state.epoch + 1
-            self.sampler.set_epoch(epoch)
-            started = time.perf_counter()
-            mean_loss = train_epoch(ctx, self.train_loader, self.state, self.steps_per_epoch, self.log.scalar,
-                                    desc=f"stage {self.stage} epoch {epoch}/{max_epoch}")
-            self.state.seconds_training += time.perf_counter() - started
-            self.state.train_losses.append(mean_loss)
-            self.state.epoch = epoch
-            self.log.echo(f"epoch {epoch}/{max_epoch}: train loss {mean_loss:.4f} (step {self.state.step})")
-            self._periodic_work(epoch, max_epoch)
+        with stop_on_signals() as stop:
+            while self.state.epoch < max_epoch:
+                epoch = self.state.epoch + 1
+                self.sampler.set_epoch(epoch, skip_samples=self.state.batches_into_epoch * self.cfg.training.batch_size)
+                started = time.perf_counter()
+                train_epoch(ctx, self.train_loader, self.state, self.steps_per_epoch, self.log.scalar,
+                            desc=f"stage {self.stage} epoch {epoch}/{max_epoch}", stop=stop)
+                self.state.seconds_training += time.perf_counter() - started
+                if stop.requested:
+                    return self._interrupted(stop.signal)
+                self._end_epoch(epoch, max_epoch)
         return self._finish()
+
+    def _end_epoch(self, epoch: int, max_epoch: int) -> None:
+        mean_loss = self.state.epoch_loss_sum / max(self.state.epoch_loss_count, 1)
+        self.state.train_losses.append(mean_loss)
+        self.state.epoch, self.state.batches_into_epoch = epoch, 0
+        self.state.epoch_loss_sum, self.state.epoch_loss_count = 0.0, 0
+        self.log.echo(f"epoch {epoch}/{max_epoch}: train loss {mean_loss:.4f} (step {self.state.step})")
+        self._periodic_work(epoch, max_epoch)
+
+    def _interrupted(self, signum: int) -> StageResult:
+        self._save(self.paths.last, self.state.epoch, with_state=True)
+        self.log.echo(f"interrupted by signal {signum} at epoch {self.state.epoch + 1} batch {self.state.batches_into_epoch}: "
+                      f"state saved to {self.paths.last}; rerun the same command to resume")
+        self.log.close()
+        return StageResult("interrupted", criteria_passed=False)
 
     def _periodic_work(self, epoch: int, max_epoch: int) -> None:
         is_last_epoch = epoch == max_epoch
@@ -263,6 +318,7 @@ class StageRunner:
         self.log.echo(format_criteria_table(criteria, self.stage))
         write_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
         shutil.rmtree(self.paths.best_running, ignore_errors=True)
+        self._warn_stale_later_stages()
         results = self._results(losses, seen, criteria, verdicts)
         write_json_atomically(self.paths.results, results)
         write_curriculum_results(self.cfg, self.paths.run_root)

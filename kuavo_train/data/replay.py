@@ -52,9 +52,12 @@ class ReplayMixSampler(Sampler[int]):
         self.counts = task_counts(self.total, self.mix)
         self.seed, self.epoch = seed, 0
         self.num_replicas, self.rank = num_replicas, rank
+        self._skip = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, skip_samples: int = 0) -> None:
+        """Select the epoch's stream; ``skip_samples`` (per rank) resumes it mid-epoch."""
         self.epoch = epoch
+        self._skip = skip_samples
 
     def epoch_indices(self) -> np.ndarray:
         """The full (all ranks) shuffled index stream of the current epoch."""
@@ -71,7 +74,8 @@ class ReplayMixSampler(Sampler[int]):
     def __iter__(self):
         stream = self.epoch_indices()
         per_rank = len(self)
-        return iter(stream[self.rank : per_rank * self.num_replicas : self.num_replicas].tolist())
+        mine = stream[self.rank : per_rank * self.num_replicas : self.num_replicas].tolist()
+        return iter(mine[self._skip :])
 
     def __len__(self) -> int:
         return self.total // self.num_replicas

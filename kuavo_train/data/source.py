@@ -66,6 +66,8 @@ def read_source_info(root: str | Path) -> SourceInfo:
     if not info_path.is_file():
         raise KuavoError(f"{root} is not a LeRobot dataset: {info_path} is missing; point data.root at the dir that holds meta/info.json")
     raw = _load_json(info_path)
+    if not isinstance(raw, dict):
+        raise KuavoError(f"{info_path} must hold a JSON object; restore it from the original export")
     version = str(raw.get("codebase_version", "unknown"))
     if version not in SUPPORTED_VERSIONS:
         raise KuavoError(
@@ -74,15 +76,19 @@ def read_source_info(root: str | Path) -> SourceInfo:
     for key in ("features", "fps"):
         if key not in raw:
             raise KuavoError(f"{info_path}: key '{key}' is missing; the file is not a valid LeRobot info.json")
-    info = SourceInfo(
-        root=root,
-        version=version,
-        fps=float(raw["fps"]),
-        features=raw["features"],
-        raw_info=raw,
-        total_episodes=int(raw.get("total_episodes", 0)),
-        total_frames=int(raw.get("total_frames", 0)),
-    )
+    _check_features(raw["features"], info_path)
+    try:
+        info = SourceInfo(
+            root=root,
+            version=version,
+            fps=float(raw["fps"]),
+            features=raw["features"],
+            raw_info=raw,
+            total_episodes=int(raw.get("total_episodes") or 0),
+            total_frames=int(raw.get("total_frames") or 0),
+        )
+    except (TypeError, ValueError) as exc:
+        raise KuavoError(f"{info_path}: fps/total_episodes/total_frames must be numbers ({exc}); restore the file from the export") from exc
     if version == "v2.1":
         _read_v21_metadata(info)
     else:
@@ -92,27 +98,45 @@ def read_source_info(root: str | Path) -> SourceInfo:
     return info
 
 
+def _check_features(features, info_path: Path) -> None:
+    if not isinstance(features, dict) or not features:
+        raise KuavoError(f"{info_path}: 'features' must be a non-empty mapping of feature name -> spec")
+    for key, spec in features.items():
+        if not isinstance(spec, dict) or "dtype" not in spec or "shape" not in spec:
+            raise KuavoError(f"{info_path}: feature '{key}' lacks 'dtype'/'shape'; restore info.json from the export")
+
+
 def _read_v21_metadata(info: SourceInfo) -> None:
     meta = info.root / "meta"
     for name in ("episodes.jsonl", "tasks.jsonl", "episodes_stats.jsonl"):
         if not (meta / name).is_file():
             raise KuavoError(f"{meta / name} is missing; a v2.1 LeRobot dataset needs it (re-export the dataset)")
     info.episodes = _load_jsonl(meta / "episodes.jsonl")
-    info.tasks = [row["task"] for row in _load_jsonl(meta / "tasks.jsonl")]
+    try:
+        info.tasks = [row["task"] for row in _load_jsonl(meta / "tasks.jsonl")]
+        indices = sorted(int(row["episode_index"]) for row in info.episodes)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise KuavoError(f"{meta}: a row of tasks.jsonl/episodes.jsonl lacks 'task'/'episode_index' ({exc}); re-export the dataset") from exc
     info.data_files = sorted((info.root / "data").glob("chunk-*/episode_*.parquet"))
-    if len(info.data_files) != len(info.episodes) and info.episodes:
-        raise KuavoError(
-            f"{info.root}/data holds {len(info.data_files)} episode parquet files but meta/episodes.jsonl lists {len(info.episodes)}; "
-            "the export is incomplete, re-export it"
-        )
-    indices = sorted(int(row["episode_index"]) for row in info.episodes)
     if indices != list(range(len(indices))):
         raise KuavoError(f"{meta / 'episodes.jsonl'}: episode_index values must be 0..{len(indices) - 1} without gaps")
+    file_indices = sorted(int(path.stem.removeprefix("episode_")) for path in info.data_files)
+    if info.data_files and file_indices != indices:
+        raise KuavoError(
+            f"{info.root}/data holds episode files {_brief(file_indices)} but meta/episodes.jsonl lists {_brief(indices)}; "
+            "the export is incomplete or mixed, re-export it"
+        )
+
+
+def _brief(values: list[int]) -> str:
+    return str(values) if len(values) <= 6 else f"[{values[0]}..{values[-1]}] ({len(values)})"
 
 
 def _load_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
+    except OSError as exc:
+        raise KuavoError(f"{path} cannot be read ({exc.strerror}); check its permissions") from exc
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise KuavoError(f"{path} is not valid JSON ({exc}); restore it from the original export") from exc
 

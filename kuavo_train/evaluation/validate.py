@@ -24,6 +24,7 @@ def limit_samples(dataset: Dataset, max_samples: int | None) -> Dataset:
 
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_sampler=None) -> DataLoader:
+    # Its own generator: creating an iterator must not consume the global RNG (resume exactness).
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -33,6 +34,7 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_sam
         persistent_workers=num_workers > 0,
         prefetch_factor=2 if num_workers > 0 else None,
         drop_last=False,
+        generator=torch.Generator().manual_seed(0),
     )
 
 

@@ -30,6 +30,9 @@ class LoopState:
 
     epoch: int = 0  # completed epochs
     step: int = 0  # optimizer steps done in this stage
+    batches_into_epoch: int = 0  # batches of epoch `epoch + 1` already trained (resume mid-epoch)
+    epoch_loss_sum: float = 0.0  # running sum/count of that epoch's training losses
+    epoch_loss_count: int = 0
     best_loss: float = math.inf
     best_epoch: int = 0
     consecutive_nonfinite: int = 0
@@ -86,24 +89,43 @@ def _skip_nonfinite(ctx: StepContext, state: LoopState) -> None:
     return None
 
 
-def train_epoch(ctx: StepContext, loader, state: LoopState, max_steps: int | None, log_scalar, desc: str) -> float:
-    """Run one epoch (or ``max_steps`` steps); returns the mean training loss."""
+class StopRequest:
+    """Set by SIGTERM/SIGINT; the loop stops after the current step so a resumable state can be saved."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def __call__(self, signum, _frame) -> None:
+        self.signal = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+
+def train_epoch(ctx: StepContext, loader, state: LoopState, total: int, log_scalar, desc: str,
+                stop: StopRequest | None = None) -> list[float]:
+    """Train the rest of the epoch (``total`` batches in all, ``state.batches_into_epoch`` done);
+    returns the losses of this call. Stops early when ``stop`` is requested."""
     ctx.policy.train()
     losses = []
-    total = len(loader) if max_steps is None else min(len(loader), max_steps)
-    bar = tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, mininterval=1.0, disable=not sys.stderr.isatty())
+    bar = tqdm(total=total, initial=state.batches_into_epoch, desc=desc, leave=False, dynamic_ncols=True,
+               mininterval=1.0, disable=not sys.stderr.isatty())
     start, samples = time.perf_counter(), 0
-    for index, raw in enumerate(loader):
-        if index >= total:
+    for raw in loader:
+        if state.batches_into_epoch >= total or (stop is not None and stop.requested):
             break
         loss = train_step(ctx, raw, state)
+        state.batches_into_epoch += 1
         samples += len(raw["task"])
         if loss is not None:
             losses.append(loss)
+            state.epoch_loss_sum += loss
+            state.epoch_loss_count += 1
             lr = ctx.scheduler.get_last_lr()[0]
             log_scalar("train/loss", loss, state.step)
             log_scalar("train/lr", lr, state.step)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{samples / (time.perf_counter() - start):.1f}")
         bar.update(1)
     bar.close()
-    return sum(losses) / len(losses) if losses else math.nan
+    return losses
