@@ -5,6 +5,8 @@ Commands:
   run-all    every stage of the curriculum in order, skipping complete ones
   plan       print the plan of every stage and exit
   check-data inspect dataset dirs and report problems
+  evaluate   instruction x task action-error matrix and latency of a checkpoint
+  report     report.md + PNGs (loss matrix, curves, criteria) of an output dir
   demo       build the tiny backbone + synthetic data and run the whole demo curriculum
 """
 
@@ -81,13 +83,26 @@ def _check_data(argv: list[str]) -> int:
     return check_data_main(argv)
 
 
+def _report(argv: list[str]) -> int:
+    from kuavo_train.reporting.report import report_main
+
+    return report_main(argv)
+
+
+def _evaluate(argv: list[str]) -> int:
+    from kuavo_train.evaluation.instruction_following import evaluate_main
+
+    return evaluate_main(argv)
+
+
 def _demo(argv: list[str]) -> int:
     from kuavo_train.demo.run import run_demo
 
     return run_demo(argv)
 
 
-COMMANDS = {"train": None, "run-all": _run_all, "plan": _plan, "check-data": _check_data, "demo": _demo}
+COMMANDS = {"train": None, "run-all": _run_all, "plan": _plan, "check-data": _check_data, "evaluate": _evaluate,
+            "report": _report, "demo": _demo}
 
 
 def main(argv: list[str] | None = None) -> int:

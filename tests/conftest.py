@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,3 +54,26 @@ def demo_env(tmp_path_factory) -> DemoEnv:
     env = DemoEnv(root=root, overrides=overrides)
     ensure_demo_assets(env.config(), size=SMALL_DATA)
     return env
+
+
+SCRIPT = REPO_ROOT / "kuavo_train" / "train_smolvla_sequential.py"
+# The reference stage-1 run: 3 epochs, a checkpoint every epoch, 2 epoch dirs kept.
+SEED_RUN_EXTRA = ["training.epochs_override=3", "training.save_freq_epoch=1", "training.keep_last_epochs=2"]
+
+
+def seed_command(demo_env: DemoEnv, output: Path, task_file: str = TASK_FILES[0], extra=()) -> list[str]:
+    return [sys.executable, str(SCRIPT), *demo_env.cli_args(task_file, output, extra)]
+
+
+def run_seed_command(demo_env: DemoEnv, output: Path, task_file: str = TASK_FILES[0], extra=()) -> subprocess.CompletedProcess:
+    return subprocess.run(seed_command(demo_env, output, task_file, extra), cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.fixture(scope="session")
+def seed_stage1(demo_env, tmp_path_factory):
+    """Stage 1 trained once by the seed command; (output dir, completed process)."""
+    output = tmp_path_factory.mktemp("seed") / "run"
+    result = run_seed_command(demo_env, output, extra=SEED_RUN_EXTRA)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return output, result

@@ -1,4 +1,7 @@
-"""The report's pictures, drawn with matplotlib's Agg backend from plain numbers (no torch, no training code).
+"""The report's pictures, drawn with matplotlib's Agg canvas from plain numbers (no torch, no training code).
+
+Figures are made with ``matplotlib.figure.Figure`` and ``FigureCanvasAgg`` directly, not pyplot: no global
+backend switch, no display needed, nothing left open.
 
 Every figure has a fixed size (``figsize * DPI`` pixels, no tight bbox), so callers and tests know the PNG's
 dimensions in advance. Each task keeps one colour in every picture (``task_colors``).
@@ -11,15 +14,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.colors import LogNorm, Normalize  # noqa: E402
-from matplotlib.patches import Rectangle  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator  # noqa: E402
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import LogNorm, Normalize
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullLocator
 
 DPI = 110
 UNTRAINED_COLOR = "#e6e6e6"
@@ -45,7 +47,7 @@ class StageCurves:
 
 
 def task_colors(task_order: Sequence[int]) -> dict[int, tuple]:
-    cmap = plt.get_cmap("tab10")
+    cmap = colormaps["tab10"]
     return {task: cmap(i % 10) for i, task in enumerate(task_order)}
 
 
@@ -67,7 +69,7 @@ def instruction_matrix_figsize(n_rows: int, n_cols: int) -> tuple[float, float]:
 
 def figure_pixels(figsize: tuple[float, float]) -> tuple[int, int]:
     """(height, width) of the saved PNG, as ``matplotlib.image.imread(...).shape[:2]`` reports it."""
-    return round(figsize[1] * DPI), round(figsize[0] * DPI)
+    return int(figsize[1] * DPI), int(figsize[0] * DPI)  # what the Agg canvas does
 
 
 def _finite(values) -> list[float]:
@@ -82,9 +84,14 @@ def _plain_colorbar_labels(bar) -> None:
     bar.ax.xaxis.set_major_formatter(FormatStrFormatter("%.3g"))
 
 
-def _save(fig, path: Path) -> None:
-    fig.savefig(path, dpi=DPI, facecolor="white")
-    plt.close(fig)
+def _figure(figsize: tuple[float, float]) -> Figure:
+    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> None:
+    fig.savefig(path, dpi=DPI, facecolor="white", format="png")
 
 
 def _text_color(rgba) -> str:
@@ -109,10 +116,11 @@ def plot_loss_matrix(path: Path, task_order: Sequence[int], task_labels: Mapping
     (their value is the zero-shot loss, kept out of the colour scale); stages not run yet are marked as such."""
     stages = list(range(1, len(task_order) + 1))
     n_stages, n_tasks = len(stages), len(task_order)
-    fig, ax = plt.subplots(figsize=loss_matrix_figsize(n_stages, n_tasks), layout="constrained")
+    fig = _figure(loss_matrix_figsize(n_stages, n_tasks))
+    ax = fig.subplots()
     trained_values = _finite(matrix.get(s, {}).get(t) for s in stages for j, t in enumerate(task_order) if j < s)
     norm = _norm(trained_values)
-    cmap = plt.get_cmap("RdYlGn_r")
+    cmap = colormaps["RdYlGn_r"]
     ax.set_xlim(-0.5, n_tasks - 0.5)
     ax.set_ylim(n_stages - 0.5, -0.5)
     value_size = 11 if n_tasks <= 6 else 8
@@ -165,7 +173,7 @@ def plot_loss_matrix(path: Path, task_order: Sequence[int], task_labels: Mapping
     for spine in right.spines.values():
         spine.set_visible(False)
 
-    mappable = plt.cm.ScalarMappable(norm=norm, cmap=cmap)
+    mappable = ScalarMappable(norm=norm, cmap=cmap)
     bar = fig.colorbar(mappable, ax=ax, orientation="horizontal", location="bottom", fraction=0.06, pad=0.02,
                        aspect=40)
     bar.set_label("validation loss of trained tasks (lower is better; bold box = task trained in that stage;"
@@ -211,8 +219,9 @@ def plot_stage_curves(path: Path, curves: StageCurves, task_labels: Mapping[int,
     """Top: train loss per step (faint raw, bold smoothed) and validation loss per task at each validation;
     bottom: learning rate. Log-y when the losses span more than LOG_Y_RATIO."""
     has_lr = bool(curves.lr)
-    fig, axes = plt.subplots(2 if has_lr else 1, 1, figsize=curves_stage_figsize(), layout="constrained",
-                             sharex=True, gridspec_kw={"height_ratios": [3.2, 1]} if has_lr else None, squeeze=False)
+    fig = _figure(curves_stage_figsize())
+    axes = fig.subplots(2 if has_lr else 1, 1, sharex=True, squeeze=False,
+                        gridspec_kw={"height_ratios": [3.2, 1]} if has_lr else None)
     ax = axes[0][0]
     plotted: list[float] = []
     train = [(s, v) for s, v in zip(curves.train_steps, curves.train_loss) if v is not None and math.isfinite(v)]
@@ -230,8 +239,8 @@ def plot_stage_curves(path: Path, curves: StageCurves, task_labels: Mapping[int,
             continue
         s, v = zip(*pairs)
         current = task == curves.task_id
-        ax.plot(s, v, color=colors.get(task, "C0"), marker="o", ms=6 if current else 4.5, lw=2.4 if current else 1.4,
-                ls="-" if current else "--",
+        ax.plot(s, v, color=colors.get(task, "C0"), marker="o", ms=6 if current else 4.5,
+                lw=2.4 if current else 1.4, ls="-" if current else "--",
                 label=f"validation {task_labels.get(task, task)}" + (" (current)" if current else ""))
         plotted += list(v)
     if curves.best_step is not None:
@@ -265,7 +274,8 @@ def plot_curves_all(path: Path, stages: Sequence[StageCurves], task_order: Seque
                     task_labels: Mapping[int, str], colors: Mapping[int, tuple]) -> None:
     """Validation loss of every task across the whole curriculum (x: optimizer steps since stage 1 began),
     stage boundaries as vertical lines, smoothed train loss in grey for scale."""
-    fig, ax = plt.subplots(figsize=curves_all_figsize(len(stages)), layout="constrained")
+    fig = _figure(curves_all_figsize(len(stages)))
+    ax = fig.subplots()
     offset = 0.0
     plotted: list[float] = []
     seen: set[int] = set()
@@ -318,14 +328,15 @@ def plot_instruction_matrix(path: Path, instructions: Sequence[int], tasks: Sequ
                             mse: Sequence[Sequence[float | None]], task_labels: Mapping[int, str],
                             margin=None) -> None:
     """Heatmap of action MSE: rows = instruction given, columns = task whose data is evaluated.
-    Matching instruction/task cells are outlined; a policy that listens to the instruction has the row minimum
+    Matching instruction/task cells are outlined; a policy that listens to the instruction has each column's minimum
     on the diagonal."""
     n_rows, n_cols = len(instructions), len(tasks)
-    fig, ax = plt.subplots(figsize=instruction_matrix_figsize(n_rows, n_cols), layout="constrained")
+    fig = _figure(instruction_matrix_figsize(n_rows, n_cols))
+    ax = fig.subplots()
     values = np.array([[np.nan if v is None else float(v) for v in row] for row in mse], dtype=float)
     finite = [float(v) for v in values.flatten() if math.isfinite(v)]
     norm = _norm(finite)
-    cmap = plt.get_cmap("viridis_r")
+    cmap = colormaps["viridis_r"]
     ax.set_xlim(-0.5, n_cols - 0.5)
     ax.set_ylim(n_rows - 0.5, -0.5)
     size = 10 if n_cols <= 6 else 8
@@ -339,7 +350,8 @@ def plot_instruction_matrix(path: Path, instructions: Sequence[int], tasks: Sequ
                 continue
             color = cmap(norm(value))
             ax.add_patch(Rectangle(xy, 1, 1, facecolor=color, edgecolor="white", lw=1.0))
-            ax.text(j, i, f"{value:.3f}" if abs(value) < 100 else f"{value:.4g}", ha="center", va="center", fontsize=size, color=_text_color(color),
+            text = f"{value:.3f}" if abs(value) < 100 else f"{value:.4g}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=size, color=_text_color(color),
                     weight="bold" if instruction == task else "normal")
             if instruction == task:
                 ax.add_patch(Rectangle(xy, 1, 1, fill=False, edgecolor="black", lw=2.0))
@@ -352,7 +364,7 @@ def plot_instruction_matrix(path: Path, instructions: Sequence[int], tasks: Sequ
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    bar = fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, orientation="horizontal",
+    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, orientation="horizontal",
                        location="bottom", fraction=0.07, pad=0.03, aspect=40)
     bar.set_label("action MSE (lower is better; boxed = matching instruction)", fontsize=8.5)
     bar.ax.tick_params(labelsize=8)

@@ -73,6 +73,15 @@ class RunData:
     def done(self) -> list[StageInfo]:
         return [s for s in self.stages if s.results is not None or s.stage in self.matrix]
 
+    @property
+    def with_curves(self) -> list[StageInfo]:
+        """Finished stages, plus a stage still training that already logged to TensorBoard."""
+        done = self.done
+        return [s for s in self.stages if s in done or s.scalars]
+
+    def in_progress(self, info: StageInfo) -> bool:
+        return info not in self.done
+
 
 # ----------------------------------------------------------------------------------------------------- reading
 
@@ -241,7 +250,7 @@ def stage_curves(run: RunData, info: StageInfo):
 
 def _stage_title(run: RunData, info: StageInfo) -> str:
     results = info.results or {}
-    parts = [f"Stage {info.stage}: {info.label}"]
+    parts = [f"Stage {info.stage}: {info.label}" + (" (in progress)" if run.in_progress(info) else "")]
     lr = _num(results.get("learning_rate"))
     if lr is not None:
         parts.append(f"lr {lr:g}")
@@ -320,7 +329,8 @@ def build_markdown(run: RunData, images: dict[str, str]) -> str:
               + (" — " + ", ".join(f"stage {s.stage} {s.label}" for s in done) if done else ""),
               f"- Model: {final_text}"]
     if last_stage is not None:
-        lines.append(f"- After stage {last_stage}: average loss over trained tasks **{_f(run.average.get(last_stage))}**,"
+        lines.append(f"- After stage {last_stage}: average loss over trained tasks "
+                     f"**{_f(run.average.get(last_stage))}**,"
                      f" BWT **{_signed(run.bwt.get(last_stage))}** (positive = earlier tasks got worse)")
     if criteria_states:
         passed = sum(1 for _, ok in criteria_states if ok)
@@ -331,9 +341,13 @@ def build_markdown(run: RunData, images: dict[str, str]) -> str:
     missing = [s for s in done if s.results is None]
     if missing:
         lines.append("- Missing stage results: " + ", ".join(f"`{s.dir / STAGE_RESULTS_FILE}`" for s in missing))
+    running = [s for s in run.with_curves if run.in_progress(s)]
+    if running:
+        lines.append("- In progress (TensorBoard events but no results yet): "
+                     + ", ".join(f"stage {s.stage} {s.label}" for s in running))
     if len(done) < n:
-        lines.append(f"- Still to train: " + ", ".join(f"stage {s.stage} {s.label}" for s in run.stages
-                                                        if s not in done))
+        lines.append("- Still to train: " + ", ".join(f"stage {s.stage} {s.label}" for s in run.stages
+                                                      if s not in done))
     lines.append("")
 
     # stage overview
@@ -343,7 +357,7 @@ def build_markdown(run: RunData, images: dict[str, str]) -> str:
         mix = r.get("replay_mix")
         overview.append([
             f"{s.stage}", s.label,
-            "done" if s in done else "not run",
+            "done" if s in done else ("in progress" if s.scalars else "not run"),
             str(r.get("training_epochs", "—")), str(r.get("optimizer_steps", "—")),
             f"{_num(r.get('learning_rate')):g}" if _num(r.get("learning_rate")) is not None else "—",
             ", ".join(f"{k} {_num(v) or 0:.2f}" for k, v in mix.items()) if isinstance(mix, dict) else "—",
@@ -408,8 +422,8 @@ def build_markdown(run: RunData, images: dict[str, str]) -> str:
             task = int(entry.get("task_id", 0))
             loss, reference = _num(entry.get("loss")), _num(entry.get("reference"))
             ratio = f"x{loss / reference:.2f}" if loss is not None and reference else "—"
-            rows.append([f"{s.stage}", run.label(task), _f(loss), _f(reference), ratio, str(entry.get("verdict", "—")),
-                         _signed(run.forgetting.get(s.stage, {}).get(task))])
+            rows.append([f"{s.stage}", run.label(task), _f(loss), _f(reference), ratio,
+                         str(entry.get("verdict", "—")), _signed(run.forgetting.get(s.stage, {}).get(task))])
     if rows:
         lines += _table(["after stage", "earlier task", "loss", "own-stage loss", "ratio", "verdict",
                          "vs best so far"], rows, ["r", "l", "r", "r", "r", "l", "r"])
@@ -423,10 +437,11 @@ def build_markdown(run: RunData, images: dict[str, str]) -> str:
               "evaluated task at each validation (thick = task trained in that stage), learning rate below.", ""]
     if CURVES_ALL_PNG in images:
         lines += [f"![validation across the curriculum]({CURVES_ALL_PNG})", ""]
-    for s in done:
+    for s in run.with_curves:
         name = curves_stage_png(s.stage)
         if name in images:
-            lines += [f"### Stage {s.stage}: {s.label}", "", f"![stage {s.stage} curves]({name})", ""]
+            state = " (in progress)" if run.in_progress(s) else ""
+            lines += [f"### Stage {s.stage}: {s.label}{state}", "", f"![stage {s.stage} curves]({name})", ""]
             if s.scalars is None:
                 lines += [f"(no TensorBoard curves: {s.scalars_note}; drawn from {STAGE_RESULTS_FILE} per epoch)", ""]
 
@@ -488,7 +503,7 @@ def _draw(run: RunData, tmp: Path) -> dict[str, str]:
     plots.plot_loss_matrix(tmp / LOSS_MATRIX_PNG, run.task_order, labels, run.matrix, run.average, run.bwt)
     images[LOSS_MATRIX_PNG] = LOSS_MATRIX_PNG
     all_curves = []
-    for info in run.done:
+    for info in run.with_curves:
         curves = stage_curves(run, info)
         all_curves.append(curves)
         name = curves_stage_png(info.stage)

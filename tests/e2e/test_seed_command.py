@@ -1,29 +1,18 @@
 """The seed's command, run for real in a subprocess (demo settings), and what it must produce."""
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.conftest import REPO_ROOT, TASK_FILES
+from tests.conftest import TASK_FILES
 
-SCRIPT = REPO_ROOT / "kuavo_train" / "train_smolvla_sequential.py"
-
-
-def run_seed_command(demo_env, output: Path, task_file: str = TASK_FILES[0], extra=()) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *demo_env.cli_args(task_file, output, extra)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+from tests.conftest import SEED_RUN_EXTRA, run_seed_command
 
 
 @pytest.fixture(scope="module")
-def stage1(demo_env, tmp_path_factory):
-    output = tmp_path_factory.mktemp("seed") / "run"
-    result = run_seed_command(demo_env, output, extra=["training.epochs_override=3", "training.save_freq_epoch=1", "training.keep_last_epochs=2"])
-    assert result.returncode == 0, result.stderr[-3000:]
-    return output, result
+def stage1(seed_stage1):
+    return seed_stage1
 
 
 def test_outputs_are_what_the_spec_promises(stage1):
@@ -82,7 +71,7 @@ def test_best_reloads_in_plain_lerobot_with_the_same_validation_loss(stage1, dem
 
 def test_same_seed_same_losses(stage1, demo_env, tmp_path):
     output, _ = stage1
-    again = run_seed_command(demo_env, tmp_path / "run", extra=["training.epochs_override=3", "training.save_freq_epoch=1", "training.keep_last_epochs=2"])
+    again = run_seed_command(demo_env, tmp_path / "run", extra=SEED_RUN_EXTRA)
     assert again.returncode == 0, again.stderr[-3000:]
     first = json.loads((output / "task1_moving_grasp" / "training_results.json").read_text())
     second = json.loads((tmp_path / "run" / "task1_moving_grasp" / "training_results.json").read_text())

@@ -46,16 +46,17 @@ def _stage_results(stage: int, task: int) -> dict:
     }
 
 
-def _tensorboard(stage_dir: Path, stage: int) -> None:
+def _tensorboard(stage_dir: Path, stage: int, steps: int, validation: bool = True) -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(log_dir=str(stage_dir / "tensorboard"))
-    for step in range(1, STEPS[stage] + 1):
+    for step in range(1, steps + 1):
         writer.add_scalar("train/loss", 2.0 / (1 + 0.1 * step), step)
         writer.add_scalar("train/lr", 1e-3 * min(1.0, step / 5), step)
-    for entry in _stage_results(stage, stage)["validation_history"]:
-        for task, loss in entry["losses"].items():
-            writer.add_scalar(f"validation/task{task}_loss", loss, entry["step"])
+    if validation:
+        for entry in _stage_results(stage, stage)["validation_history"]:
+            for task, loss in entry["losses"].items():
+                writer.add_scalar(f"validation/task{task}_loss", loss, entry["step"])
     writer.close()
 
 
@@ -73,7 +74,7 @@ def run_root(tmp_path: Path) -> Path:
         stage_dir = root / f"task{stage}_{NAMES[stage]}"
         _write_json(stage_dir / "training_results.json", _stage_results(stage, stage))
         (stage_dir / "best").mkdir()
-    _tensorboard(root / "task1_moving_grasp", 1)  # stage 2 has no events: its curves come from the JSON
+    _tensorboard(root / "task1_moving_grasp", 1, STEPS[1])  # stage 2 has no events: its curves come from the JSON
     return root
 
 
@@ -138,6 +139,17 @@ def test_instruction_matrix_is_drawn_and_stale_pictures_removed(run_root: Path, 
     text = write_report(run_root, out).read_text()
     assert not (out / "instruction_matrix.png").exists()
     assert "kuavo-train evaluate" in text
+
+
+def test_stage_still_training_gets_its_curves(run_root: Path):
+    _tensorboard(run_root / "task3_placement", 3, steps=12, validation=False)  # no training_results.json yet
+
+    text = write_report(run_root).read_text()
+
+    _check_png(run_root / "report" / "curves_stage3.png", plots.curves_stage_figsize())
+    assert "### Stage 3: task3 placement (in progress)" in text
+    assert "| 3 | task3 placement | in progress |" in text
+    assert "Stages done: **2 of 3**" in text
 
 
 def test_missing_curriculum_results_names_the_file(tmp_path: Path, capsys):
