@@ -33,7 +33,7 @@ from kuavo_train.evaluation.forgetting import (
     success_criteria,
 )
 from kuavo_train.evaluation.results import read_stage_results, write_curriculum_results
-from kuavo_train.evaluation.validate import limit_samples, make_loader, validate_tasks
+from kuavo_train.evaluation.validate import limit_samples, make_loader, rank_shard, validate_tasks
 from kuavo_train.policy.factory import count_parameters, load_policy, make_processors, resolve_device
 from kuavo_train.training.checkpoint import (
     file_sha256,
@@ -47,6 +47,7 @@ from kuavo_train.training.checkpoint import (
     write_atomically,
     write_json_atomically,
 )
+from kuavo_train.training.distributed import DistContext, init_distributed
 from kuavo_train.training.loggers import StageLogger, quiet_third_party_logs
 from kuavo_train.training.loop import LoopState, StepContext, StopRequest, make_autocast, train_epoch
 from kuavo_train.training.optim import make_optimizer, make_scheduler
@@ -79,13 +80,25 @@ def run_stage(cfg: Config) -> StageResult:
         print(f"Stage {cfg.stage} ({cfg.task.dirname}) is already complete: {paths.best} "
               f"(training.overwrite=true retrains it)")
         return StageResult("skipped", results_path=paths.results)
-    data = prepare_curriculum_data(cfg, paths.run_root)
+    dist = init_distributed(cfg.training.device)
+    data = _prepare_data_once(cfg, paths, dist)
     if cfg.training.dry_run:
         print(format_plan(plan_stage(cfg, data)))
         return StageResult("planned")
     init_path = previous_best(cfg) if cfg.stage > 1 else cfg.policy.pretrained_path
-    _check_output_writable(paths)
-    return StageRunner(cfg, paths, data, init_path).run()
+    if dist.is_main:
+        _check_output_writable(paths)
+    return StageRunner(cfg, paths, data, init_path, dist).run()
+
+
+def _prepare_data_once(cfg: Config, paths: StagePaths, dist: DistContext) -> CurriculumData:
+    """Rank 0 ingests and writes the shared files first; the other ranks then read them."""
+    if not dist.is_main:
+        dist.barrier()
+    data = prepare_curriculum_data(cfg, paths.run_root)
+    if dist.is_main:
+        dist.barrier()
+    return data
 
 
 def _check_output_writable(paths: StagePaths) -> None:
@@ -107,12 +120,17 @@ def seed_everything(seed: int) -> None:
 class StageRunner:
     """Holds what one stage builds once (policy, data, optimizer) and runs its epochs."""
 
-    def __init__(self, cfg: Config, paths: StagePaths, data: CurriculumData, init_path: str | Path | None):
+    def __init__(self, cfg: Config, paths: StagePaths, data: CurriculumData, init_path: str | Path | None,
+                 dist: DistContext | None = None):
         self.cfg, self.paths, self.data, self.init_path = cfg, paths, data, init_path
+        self.dist = dist or DistContext()
         self.stage, self.task = cfg.stage, cfg.task
-        self.device = resolve_device(cfg.training.device)
+        self.device = _rank_device(resolve_device(cfg.training.device), self.dist)
         self.autocast = make_autocast(self.device, cfg.training.mixed_precision)
-        self.log = StageLogger(paths.stage_dir, paths.tensorboard)
+        if self.dist.is_main:
+            self.log = StageLogger(paths.stage_dir, paths.tensorboard)
+        else:
+            self.log = StageLogger(None, None, silent=True)
         self.state = LoopState()
         self.stats_hash = stats_hash(data.stats)
 
@@ -131,8 +149,9 @@ class StageRunner:
         self.policy = load_policy(cfg.policy, self.data.schema, str(start_from) if start_from else None, self.device)
         self._check_disk_space()
         self.preprocessor, self.postprocessor = make_processors(self.policy, self.data.stats)
-        self.train_set, self.sampler = build_training_stream(cfg, self.data, self.stage, cfg.training.seed)
-        self.train_loader = make_loader(self.train_set, cfg.training.batch_size, cfg.training.num_workers, self.sampler)
+        self.train_set, self.sampler = build_training_stream(cfg, self.data, self.stage, cfg.training.seed,
+                                                             num_replicas=self.dist.world_size, rank=self.dist.rank)
+        self.train_loader = make_loader(self.train_set, self.rank_batch_size, cfg.training.num_workers, self.sampler)
         self.val_loaders = self._validation_loaders(self._validated_tasks())
         self.steps_per_epoch = self._steps_per_epoch()
         total_steps = self.steps_per_epoch * self.task.training.max_epoch
@@ -141,6 +160,14 @@ class StageRunner:
         if resume is not None:
             self._restore(resume)
         self._log_setup(start_from, total_steps)
+
+    @property
+    def rank_batch_size(self) -> int:
+        """Samples per process per step; ``training.batch_size`` is the global batch."""
+        world = self.dist.world_size
+        if self.cfg.training.batch_size % world:
+            raise KuavoError(f"training.batch_size={self.cfg.training.batch_size} must be divisible by the {world} processes")
+        return self.cfg.training.batch_size // world
 
     def _check_parent_compatible(self) -> None:
         if self.stage == 1 or self.init_path is None:
@@ -188,7 +215,8 @@ class StageRunner:
         for task_id in task_ids:
             dataset = task_dataset(self.data, task_id, self.data.splits[task_id].val, self.cfg.policy.chunk_size)
             dataset = limit_samples(dataset, self.cfg.training.max_validation_samples)
-            loaders[task_id] = make_loader(dataset, self.cfg.training.batch_size, self.cfg.training.num_workers)
+            dataset = rank_shard(dataset, self.dist.world_size, self.dist.rank)
+            loaders[task_id] = make_loader(dataset, self.rank_batch_size, self.cfg.training.num_workers)
         return loaders
 
     def _steps_per_epoch(self) -> int:
@@ -223,12 +251,13 @@ class StageRunner:
             device=self.device, grad_clip_norm=self.cfg.policy.optimizer.grad_clip_norm, autocast=self.autocast,
             max_consecutive_nonfinite=self.cfg.training.max_consecutive_nonfinite,
             trainable=[p for p in self.policy.parameters() if p.requires_grad],
+            seed=self.cfg.training.seed, dist=self.dist,
         )
         max_epoch = self.task.training.max_epoch
         with stop_on_signals() as stop:
             while self.state.epoch < max_epoch:
                 epoch = self.state.epoch + 1
-                self.sampler.set_epoch(epoch, skip_samples=self.state.batches_into_epoch * self.cfg.training.batch_size)
+                self.sampler.set_epoch(epoch, skip_samples=self.state.batches_into_epoch * self.rank_batch_size)
                 started = time.perf_counter()
                 train_epoch(ctx, self.train_loader, self.state, self.steps_per_epoch, self.log.scalar,
                             desc=f"stage {self.stage} epoch {epoch}/{max_epoch}", stop=stop)
@@ -269,7 +298,8 @@ class StageRunner:
 
     def _validate_and_keep_best(self, epoch: int) -> None:
         started = time.perf_counter()
-        losses = validate_tasks(self.policy, self.preprocessor, self.val_loaders, self.device, self.autocast, echo=self.log.echo)
+        losses = validate_tasks(self.policy, self.preprocessor, self.val_loaders, self.device, self.autocast,
+                                echo=self.log.echo, dist=self.dist)
         forgetting_analysis(losses, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo)
         self.state.seconds_validating += time.perf_counter() - started
         for task_id, loss in losses.items():
@@ -298,11 +328,15 @@ class StageRunner:
             "step": self.state.step, "stats_hash": self.stats_hash, "schema": self.data.schema.to_dict(),
             "best_loss": self.state.best_loss if math.isfinite(self.state.best_loss) else None,
         }
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return
         state = None
         if with_state:
             state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                      "loop": asdict(self.state), "rng": rng_state()}
         save_policy_dir(target, self.policy, self.preprocessor, self.postprocessor, self.data.schema, meta, state)
+        self.dist.barrier()
 
     # ---- the end ------------------------------------------------------------------------------
     def _finish(self) -> StageResult:
@@ -311,18 +345,23 @@ class StageRunner:
         extra = [t for t in all_ids if t not in self.val_loaders]
         self.val_loaders.update(self._validation_loaders(extra))
         self.log.echo(f"Final evaluation of best (epoch {self.state.best_epoch}) on every curriculum task:")
-        losses = validate_tasks(self.policy, self.preprocessor, self.val_loaders, self.device, self.autocast, echo=self.log.echo)
+        losses = validate_tasks(self.policy, self.preprocessor, self.val_loaders, self.device, self.autocast,
+                                echo=self.log.echo, dist=self.dist)
         seen = {t.id: losses[t.id] for t in self.cfg.seen_tasks}
         verdicts = forgetting_analysis(seen, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo)
         criteria = success_criteria(seen, self.task.id, self.stage, self.cfg.criteria)
         self.log.echo(format_criteria_table(criteria, self.stage))
+        passed = all(c.passed for c in criteria)
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return StageResult("complete", criteria_passed=passed, results_path=self.paths.results)
         write_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
         shutil.rmtree(self.paths.best_running, ignore_errors=True)
         self._warn_stale_later_stages()
         results = self._results(losses, seen, criteria, verdicts)
         write_json_atomically(self.paths.results, results)
         write_curriculum_results(self.cfg, self.paths.run_root)
-        passed = all(c.passed for c in criteria)
+        self.dist.barrier()
         self.log.echo(f"Stage {self.stage} done: best {self.paths.best}  results {self.paths.results}")
         if not passed:
             self.log.echo("⚠️  Some success criteria failed (see the table above)." +
@@ -357,6 +396,13 @@ class StageRunner:
                                   "model_sha256": file_sha256(parent / "model.safetensors") if parent else None},
             "stats_hash": self.stats_hash, "git_commit": _git_commit(), "config": _resolved_config(cfg),
         }
+
+
+def _rank_device(device: torch.device, dist: DistContext) -> torch.device:
+    """One GPU per process under accelerate launch."""
+    if dist.enabled and device.type == "cuda":
+        return torch.device("cuda", dist.local_rank)
+    return device
 
 
 def _copy_tree(source: Path, dest: Path) -> None:

@@ -38,9 +38,16 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_sam
     )
 
 
+def rank_shard(dataset: Dataset, world_size: int, rank: int) -> Dataset:
+    """Every ``world_size``-th sample from ``rank``: validation split across processes."""
+    if world_size <= 1:
+        return dataset
+    return Subset(dataset, list(range(rank, len(dataset), world_size)))
+
+
 @torch.no_grad()
-def validation_loss(policy, preprocessor, loader: DataLoader, device: torch.device, autocast=nullcontext) -> float:
-    """Mean per-sample loss over ``loader`` with fixed per-sample noise/time."""
+def validation_loss(policy, preprocessor, loader: DataLoader, device: torch.device, autocast=nullcontext, dist=None) -> float:
+    """Mean per-sample loss over ``loader`` with fixed per-sample noise/time (summed across ranks when ``dist``)."""
     was_training = policy.training
     policy.eval()
     total, count = 0.0, 0
@@ -54,17 +61,20 @@ def validation_loss(policy, preprocessor, loader: DataLoader, device: torch.devi
         total += float(losses.float().sum())
         count += len(losses)
     policy.train(was_training)
+    if dist is not None and dist.enabled:
+        sums = dist.all_reduce_sum(torch.tensor([total, float(count)], dtype=torch.float64, device=dist.device))
+        total, count = float(sums[0]), int(sums[1])
     return total / max(count, 1)
 
 
 def validate_tasks(policy, preprocessor, loaders: dict[int, DataLoader], device: torch.device, autocast=nullcontext,
-                   echo=print) -> dict[int, float]:
+                   echo=print, dist=None) -> dict[int, float]:
     """Validation loss per task id, printing the multi-task validation block of SPEC section 5."""
     ids = sorted(loaders)
     echo(f"🔍 Multi-Task Validation (Tasks {ids[0]}-{ids[-1]})" if len(ids) > 1 else f"🔍 Multi-Task Validation (Task {ids[0]})")
     losses = {}
     for task_id in ids:
         echo(f"📊 Validating Task {task_id}...")
-        losses[task_id] = validation_loss(policy, preprocessor, loaders[task_id], device, autocast)
+        losses[task_id] = validation_loss(policy, preprocessor, loaders[task_id], device, autocast, dist)
         echo(f"  Task {task_id} Validation Loss: {losses[task_id]:.4f}")
     return losses

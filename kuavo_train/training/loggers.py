@@ -11,7 +11,8 @@ LOG_FILE = "smolvla_sequential_training.log"
 class StageLogger:
     """Prints to stdout and appends to the text log; scalars go to TensorBoard (rank 0 only)."""
 
-    def __init__(self, log_dir: Path | None, tensorboard_dir: Path | None):
+    def __init__(self, log_dir: Path | None, tensorboard_dir: Path | None, silent: bool = False):
+        self._silent = silent
         self._file = open(log_dir / LOG_FILE, "a", encoding="utf-8") if log_dir is not None else None
         self._writer = None
         if tensorboard_dir is not None:
@@ -20,6 +21,8 @@ class StageLogger:
             self._writer = SummaryWriter(log_dir=str(tensorboard_dir))
 
     def echo(self, message: str = "") -> None:
+        if self._silent:
+            return
         print(message, flush=True)
         if self._file is not None:
             self._file.write(message + "\n")

@@ -12,9 +12,10 @@ from functools import partial
 import torch
 from tqdm import tqdm
 
-from kuavo_train.data.constants import ACTION_DIM_MASK
+from kuavo_train.data.constants import ACTION_DIM_MASK, SAMPLE_SEED
 from kuavo_train.errors import KuavoError
-from kuavo_train.policy.loss import per_sample_loss, split_side_keys
+from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss, split_side_keys
+from kuavo_train.training.distributed import DistContext
 
 
 def make_autocast(device: torch.device, mixed_precision: str):
@@ -55,18 +56,31 @@ class StepContext:
     autocast: object
     max_consecutive_nonfinite: int
     trainable: list = field(default_factory=list)
+    seed: int = 0
+    dist: DistContext = field(default_factory=DistContext)
+
+
+def training_noise(ctx: StepContext, seeds: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flow-matching noise/time drawn per sample from (sample, epoch, seed): a step's result does not
+    depend on how the global batch is split across processes, nor on where a run was resumed."""
+    mixed = seeds.long() * 1_000_003 + epoch * 7919 + ctx.seed
+    config = ctx.policy.config
+    return fixed_noise_and_time(mixed, config.chunk_size, config.max_action_dim, ctx.device)
 
 
 def train_step(ctx: StepContext, raw_batch: dict, state: LoopState) -> float | None:
     """One optimizer step; returns the loss, or None when a non-finite loss/gradient skipped it."""
     batch, side = split_side_keys(raw_batch)
     batch = ctx.preprocessor(batch)
+    noise, time_ = training_noise(ctx, side[SAMPLE_SEED], state.epoch + 1)
     with ctx.autocast():
-        loss = per_sample_loss(ctx.policy, batch, side[ACTION_DIM_MASK].to(ctx.device)).mean()
+        loss = per_sample_loss(ctx.policy, batch, side[ACTION_DIM_MASK].to(ctx.device), noise=noise, time=time_).mean()
     ctx.optimizer.zero_grad(set_to_none=True)
-    if not torch.isfinite(loss):
+    global_loss = ctx.dist.all_reduce_sum(loss.detach().float().clone()) / ctx.dist.world_size
+    if not torch.isfinite(global_loss):
         return _skip_nonfinite(ctx, state)
     loss.backward()
+    ctx.dist.average_gradients(ctx.trainable)
     grad_norm = torch.nn.utils.clip_grad_norm_(ctx.trainable, ctx.grad_clip_norm if ctx.grad_clip_norm > 0 else math.inf)
     if not torch.isfinite(grad_norm):
         return _skip_nonfinite(ctx, state)
@@ -74,7 +88,7 @@ def train_step(ctx: StepContext, raw_batch: dict, state: LoopState) -> float | N
     ctx.scheduler.step()
     state.step += 1
     state.consecutive_nonfinite = 0
-    return float(loss.detach())
+    return float(global_loss)
 
 
 def _skip_nonfinite(ctx: StepContext, state: LoopState) -> None:
@@ -113,7 +127,7 @@ def train_epoch(ctx: StepContext, loader, state: LoopState, total: int, log_scal
                mininterval=1.0, disable=not sys.stderr.isatty())
     start, samples = time.perf_counter(), 0
     for raw in loader:
-        if state.batches_into_epoch >= total or (stop is not None and stop.requested):
+        if state.batches_into_epoch >= total or (stop is not None and ctx.dist.any(stop.requested)):
             break
         loss = train_step(ctx, raw, state)
         state.batches_into_epoch += 1

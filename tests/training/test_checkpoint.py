@@ -49,7 +49,8 @@ def _ctx(monkeypatch, losses):
     import kuavo_train.training.loop as loop
 
     values = iter(losses)
-    monkeypatch.setattr(loop, "per_sample_loss", lambda policy, batch, mask: policy.weight * next(values))
+    monkeypatch.setattr(loop, "per_sample_loss", lambda policy, batch, mask, **noise: policy.weight * next(values))
+    monkeypatch.setattr(loop, "training_noise", lambda ctx, seeds, epoch: (None, None))
     policy = _NanPolicy()
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
@@ -58,7 +59,7 @@ def _ctx(monkeypatch, losses):
                        max_consecutive_nonfinite=3, trainable=list(policy.parameters()))
 
 
-BATCH = {"action_dim_mask": torch.ones(1, 16, dtype=torch.bool), "task": ["x"]}
+BATCH = {"action_dim_mask": torch.ones(1, 16, dtype=torch.bool), "sample_seed": torch.tensor([3]), "task": ["x"]}
 
 
 def test_non_finite_loss_skips_the_step(monkeypatch):

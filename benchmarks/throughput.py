@@ -1,0 +1,596 @@
+"""Training throughput: our trainer's step vs. a plain lerobot-train step, same model, same data.
+
+Both sides train the SAME SmolVLA config (same batch size, precision, freezing, initial weights,
+learning rate and schedule) on the SAME frames (the stage's training episodes of the converted
+v3.0 cache) in one process, one after the other, with the warm-up steps excluded:
+
+  ours     StageRunner's pieces: ``load_policy`` (+ freezing), ``make_processors`` (merged stats),
+           ``build_training_stream`` (TaskDataset(s) + ReplayMixSampler), ``make_loader``,
+           ``make_optimizer``/``make_scheduler`` and ``kuavo_train.training.loop.train_step``.
+  lerobot  written the way ``lerobot-train`` (lerobot 0.6.1) does it: ``LeRobotDataset`` of the
+           v3.0 cache with ``delta_timestamps`` from the policy config (``return_uint8=True``),
+           ``EpisodeAwareSampler``, lerobot's DataLoader settings (prefetch_factor 4, persistent
+           workers, ``spawn`` workers), the preprocessor from ``make_smolvla_pre_post_processors``
+           with the dataset's stats, then ``loss, _ = policy.forward(batch)``, backward,
+           ``clip_grad_norm_`` over ``policy.parameters()``, ``optimizer.step()``,
+           ``optimizer.zero_grad()``, ``scheduler.step()`` (AdamW/scheduler built from lerobot's
+           ``AdamWConfig``/``CosineDecayWithWarmupSchedulerConfig``; accelerate's single-process
+           autocast is ``torch.autocast`` here).
+
+Per configuration it reports samples/s, mean step time (loader ``next()`` + the whole step),
+data-wait share (time blocked in ``next()`` / step time), peak memory (CPU: the process's RSS
+high-water mark, reset per run through /proc/self/clear_refs, read with getrusage; CUDA:
+``torch.cuda.max_memory_allocated``) and ours/lerobot ratios. It also prints what a GPU memory
+estimate needs: parameter counts and the bytes of activations saved for backward per sample.
+
+Default: CPU, the demo config's tiny backbone, the synthetic demo data (``demo_data/``, built if
+absent), stage 1, batch 8, 5 warm-up + 30 measured steps, with 0 and 2 loader workers.
+
+    .venv/bin/python benchmarks/throughput.py [--steps 30] [--warmup 5] [--batch-size 8]
+        [--num-workers 0 2] [--device cpu|cuda] [--full] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import resource
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO_ROOT))
+
+import torch  # noqa: E402
+
+from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
+
+DEMO_CONFIG = "smolvla_sequential_demo"
+TASK_FILES = ["tasks/task1_moving_grasp", "tasks/task2_weighing", "tasks/task3_placement", "tasks/task4_sorting"]
+TASK_NAMES = ["moving_grasp", "weighing", "placement", "sorting"]
+FULL_VLM = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+# The base config's architecture (configs/policy/smolvla_sequential_base.yaml), random weights.
+FULL_POLICY = [
+    "policy.load_vlm_weights=false", "policy.num_vlm_layers=16", "policy.freeze_vlm_layers=8",
+    "policy.chunk_size=50", "policy.n_action_steps=50", "policy.resize_imgs_with_padding=[512,512]",
+]
+
+
+# ---- measurement helpers ----------------------------------------------------------------------
+def _status_kb(pid: int | str, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _pss_kb(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_rss_peak() -> bool:
+    """Reset this process's RSS high-water mark (Linux >= 4.0); False where it cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_mib() -> float:
+    kb = _status_kb("self", "VmRSS")
+    return (kb or 0) / 1024
+
+
+def rss_peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def loader_worker_pids(iterator) -> list[int]:
+    return [w.pid for w in getattr(iterator, "_workers", []) if w.pid is not None]
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def saved_activation_bytes(fn) -> int:
+    """Bytes of the distinct tensors autograd saves for backward while ``fn()`` runs (one forward)."""
+    seen: dict[tuple, int] = {}
+
+    def pack(t: torch.Tensor):
+        try:
+            storage = t.untyped_storage()
+            seen[(storage.data_ptr(), t.device.type)] = storage.nbytes()
+        except (RuntimeError, NotImplementedError):
+            seen[(id(t), "x")] = t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    del out
+    return sum(seen.values())
+
+
+# ---- set-up shared by both sides ----------------------------------------------------------------
+@dataclass
+class Setup:
+    cfg: object  # kuavo Config of the benchmarked policy
+    data: object  # CurriculumData
+    device: torch.device
+    stage: int
+    batch_size: int
+    seed: int
+
+
+def demo_overrides(data_dir: Path, out_dir: Path, stage: int, batch_size: int, device: str) -> list[str]:
+    overrides = [f"data.roots.{name}={data_dir / f'task{i}_{name}'}" for i, name in enumerate(TASK_NAMES, start=1)]
+    overrides += [
+        f"policy.vlm_model_name={data_dir / 'tiny_smolvlm'}",
+        f"data.cache_dir={data_dir / 'cache'}",
+        f"training.output_directory={out_dir}",
+        f"task={TASK_FILES[stage - 1]}",
+        f"training.batch_size={batch_size}",
+        f"training.device={device}",
+    ]
+    return overrides
+
+
+def full_size_problem(vlm_model_name: str) -> str | None:
+    """Why the full SmolVLA architecture cannot be built here (None when it can)."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(vlm_model_name)
+    except Exception as exc:  # offline hub / missing files all end here
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (
+            f"--full needs the config (and tokenizer) of '{vlm_model_name}', which is not available here "
+            f"({type(exc).__name__}: {detail}).\n"
+            f"Download it once where there is network (`huggingface-cli download {vlm_model_name} "
+            f"--exclude '*.safetensors'` is enough: the weights stay random) and rerun, or pass "
+            f"--vlm-model-name /local/dir/of/SmolVLM2-500M-Video-Instruct."
+        )
+    return None
+
+
+def make_setup(args, out_dir: Path) -> Setup:
+    from kuavo_train.data.prepare import prepare_curriculum_data
+    from kuavo_train.demo.assets import ensure_demo_assets
+    from kuavo_train.training.loggers import quiet_third_party_logs
+
+    quiet_third_party_logs()
+    data_dir = Path(args.data_dir).resolve()
+    base = demo_overrides(data_dir, out_dir, args.stage, args.batch_size, args.device)
+    demo_cfg = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, base)
+    started = time.perf_counter()
+    ensure_demo_assets(demo_cfg)  # no-op when demo_data/ is already there
+    data = prepare_curriculum_data(demo_cfg, Path(out_dir))
+    print(f"data ready in {time.perf_counter() - started:.1f}s ({data_dir})")
+    cfg = demo_cfg
+    if args.full:
+        precision = "bf16" if args.device.startswith("cuda") else "no"
+        cfg = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, [
+            *base, f"policy.vlm_model_name={args.vlm_model_name}", *FULL_POLICY,
+            f"training.mixed_precision={precision}",
+        ])
+    from kuavo_train.policy.factory import resolve_device
+
+    return Setup(cfg=cfg, data=data, device=resolve_device(args.device), stage=args.stage,
+                 batch_size=args.batch_size, seed=cfg.training.seed)
+
+
+def build_policy(setup: Setup):
+    """Identical initial weights on both sides: the same seed before the same constructor."""
+    from kuavo_train.policy.factory import load_policy
+
+    torch.manual_seed(setup.seed)
+    return load_policy(setup.cfg.policy, setup.data.schema, None, setup.device)
+
+
+def total_steps_of(setup: Setup, loader_len: int) -> int:
+    return loader_len * setup.cfg.task.training.max_epoch
+
+
+# ---- the two trainers ------------------------------------------------------------------------
+class OursRun:
+    """StageRunner._build + train_step, minus logging/checkpointing."""
+
+    name = "ours"
+
+    def __init__(self, setup: Setup, num_workers: int):
+        from kuavo_train.data.prepare import build_training_stream
+        from kuavo_train.evaluation.validate import make_loader
+        from kuavo_train.policy.factory import make_processors
+        from kuavo_train.training.loop import LoopState, StepContext, make_autocast
+        from kuavo_train.training.optim import make_optimizer, make_scheduler
+
+        cfg = setup.cfg
+        self.setup = setup
+        self.policy = build_policy(setup)
+        self.preprocessor, _ = make_processors(self.policy, setup.data.stats)
+        self.dataset, self.sampler = build_training_stream(cfg, setup.data, setup.stage, cfg.training.seed)
+        self.loader = make_loader(self.dataset, setup.batch_size, num_workers, self.sampler)
+        lr = cfg.task.training.lr
+        self.optimizer = make_optimizer(self.policy, lr, cfg.policy.optimizer, setup.device)
+        self.scheduler = make_scheduler(self.optimizer, lr, total_steps_of(setup, len(self.loader)), cfg.policy.scheduler)
+        self.ctx = StepContext(
+            policy=self.policy, preprocessor=self.preprocessor, optimizer=self.optimizer, scheduler=self.scheduler,
+            device=setup.device, grad_clip_norm=cfg.policy.optimizer.grad_clip_norm,
+            autocast=make_autocast(setup.device, cfg.training.mixed_precision),
+            max_consecutive_nonfinite=cfg.training.max_consecutive_nonfinite,
+            trainable=[p for p in self.policy.parameters() if p.requires_grad],
+        )
+        self.state = LoopState()
+        self.epoch = 0
+        self.policy.train()
+
+    def batches(self):
+        """Endless, like StageRunner's epochs: set_epoch, then one pass over the loader."""
+        while True:
+            self.epoch += 1
+            self.sampler.set_epoch(self.epoch)
+            yield from self._epoch()
+
+    def _epoch(self):
+        self.iterator = iter(self.loader)
+        yield from self.iterator
+
+    def step(self, raw: dict) -> float | None:
+        from kuavo_train.training.loop import train_step
+
+        return train_step(self.ctx, raw, self.state)
+
+    def forward_only(self, raw: dict):
+        from kuavo_train.data.constants import ACTION_DIM_MASK
+        from kuavo_train.policy.loss import per_sample_loss, split_side_keys
+
+        batch, side = split_side_keys(raw)
+        batch = self.preprocessor(batch)
+        with self.ctx.autocast():
+            return per_sample_loss(self.policy, batch, side[ACTION_DIM_MASK].to(self.setup.device)).mean()
+
+
+class LerobotRun:
+    """lerobot-train's dataset/loader/processor/update_policy, single process."""
+
+    name = "lerobot"
+
+    def __init__(self, setup: Setup, num_workers: int):
+        from lerobot.datasets.factory import resolve_delta_timestamps
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset, LeRobotDatasetMetadata
+        from lerobot.datasets.sampler import EpisodeAwareSampler
+        from lerobot.optim.optimizers import AdamWConfig
+        from lerobot.optim.schedulers import CosineDecayWithWarmupSchedulerConfig
+        from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
+        from lerobot.utils.collate import lerobot_collate_fn
+
+        cfg = setup.cfg
+        self.setup = setup
+        task = cfg.tasks[setup.stage - 1]
+        root = setup.data.v30_roots[task.id]
+        episodes = setup.data.splits[task.id].train  # the same held-out split as ours
+        self.policy = build_policy(setup)
+        meta = LeRobotDatasetMetadata(f"kuavo/{task.name}", root=root)
+        self.dataset = LeRobotDataset(
+            f"kuavo/{task.name}", root=root, episodes=episodes,
+            delta_timestamps=resolve_delta_timestamps(self.policy.config, meta), return_uint8=True,
+            video_backend="pyav",  # as ours; lerobot's default tries torchcodec first (no FFmpeg libs here)
+        )
+        self.camera_keys = self.dataset.meta.camera_keys
+        self.preprocessor, _ = make_smolvla_pre_post_processors(self.policy.config, dataset_stats=self.dataset.meta.stats)
+        sampler = EpisodeAwareSampler(
+            self.dataset.meta.episodes["dataset_from_index"], self.dataset.meta.episodes["dataset_to_index"],
+            episode_indices_to_use=self.dataset.episodes,
+            drop_n_last_frames=getattr(self.policy.config, "drop_n_last_frames", 0),
+            shuffle=True, seed=setup.seed, absolute_to_relative_idx=self.dataset.absolute_to_relative_idx,
+        )
+        workers = num_workers > 0
+        self.loader = torch.utils.data.DataLoader(  # lerobot's TrainPipelineConfig defaults
+            self.dataset, num_workers=num_workers, batch_size=setup.batch_size, shuffle=False, sampler=sampler,
+            pin_memory=setup.device.type == "cuda", drop_last=False,
+            collate_fn=lerobot_collate_fn if self.dataset.meta.has_language_columns else None,
+            prefetch_factor=4 if workers else None, persistent_workers=workers,
+            multiprocessing_context="spawn" if workers else None,
+        )
+        lr, opt = cfg.task.training.lr, cfg.policy.optimizer
+        self.grad_clip_norm = opt.grad_clip_norm
+        self.optimizer = AdamWConfig(lr=lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay,
+                                     grad_clip_norm=opt.grad_clip_norm).build(self.policy.get_optim_params())
+        total = max(total_steps_of(setup, len(self.loader)), 1)
+        self.scheduler = CosineDecayWithWarmupSchedulerConfig(
+            num_warmup_steps=int(cfg.policy.scheduler.warmup_ratio * total), num_decay_steps=total,
+            peak_lr=lr, decay_lr=lr * cfg.policy.scheduler.decay_lr_ratio,
+        ).build(self.optimizer, total)
+        bf16 = setup.device.type == "cuda" and cfg.training.mixed_precision == "bf16"
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
+        self.policy.train()
+
+    def batches(self):
+        """lerobot.utils.utils.cycle over the loader (the sampler advances its epoch itself)."""
+        while True:
+            self.iterator = iter(self.loader)
+            yield from self.iterator
+
+    def _prepare(self, batch: dict) -> dict:
+        for key in self.camera_keys:  # lerobot-train's main loop
+            if key in batch and batch[key].dtype == torch.uint8:
+                batch[key] = batch[key].to(dtype=torch.float32) / 255.0
+        return self.preprocessor(batch)
+
+    def step(self, batch: dict) -> float:
+        batch = self._prepare(batch)
+        self.policy.train()  # update_policy from here on
+        with self.autocast():
+            loss, _ = self.policy.forward(batch)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.grad_clip_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        self.scheduler.step()
+        grad_norm.item()
+        return loss.item()
+
+    def forward_only(self, batch: dict):
+        batch = self._prepare(batch)
+        with self.autocast():
+            loss, _ = self.policy.forward(batch)
+        return loss
+
+
+# ---- one measured run -----------------------------------------------------------------------
+@dataclass
+class Result:
+    trainer: str
+    num_workers: int
+    steps: int
+    batch_size: int
+    samples_per_s: float
+    step_ms_mean: float
+    step_ms_median: float
+    data_wait_ms_mean: float
+    data_wait_share: float
+    peak_rss_mib: float | None
+    rss_added_mib: float | None
+    workers_pss_mib: float | None
+    cuda_peak_mib: float | None
+    setup_s: float
+    warmup_s: float
+    final_loss: float | None
+    step_ms: list[float] = field(default_factory=list)
+
+
+def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int) -> Result:
+    device = setup.device
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    rss_start = rss_mib()
+    can_reset = reset_rss_peak()
+    started = time.perf_counter()
+    run = kind(setup, num_workers)
+    setup_s = time.perf_counter() - started
+    batches = run.batches()
+    started = time.perf_counter()
+    for _ in range(warmup):
+        run.step(next(batches))
+    sync(device)
+    warmup_s = time.perf_counter() - started
+    waits, totals, loss = [], [], None
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        raw = next(batches)
+        t1 = time.perf_counter()
+        loss = run.step(raw)
+        sync(device)
+        t2 = time.perf_counter()
+        waits.append(t1 - t0)
+        totals.append(t2 - t0)
+    workers_pss = None
+    pids = loader_worker_pids(getattr(run, "iterator", None))
+    if pids:
+        pss = [_pss_kb(pid) for pid in pids]
+        workers_pss = sum(p for p in pss if p) / 1024
+    peak = rss_peak_mib() if can_reset else None
+    cuda_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    total = sum(totals)
+    result = Result(
+        trainer=run.name, num_workers=num_workers, steps=steps, batch_size=setup.batch_size,
+        samples_per_s=steps * setup.batch_size / total if total else math.nan,
+        step_ms_mean=1000 * total / max(steps, 1),
+        step_ms_median=1000 * sorted(totals)[len(totals) // 2] if totals else math.nan,
+        data_wait_ms_mean=1000 * sum(waits) / max(steps, 1),
+        data_wait_share=sum(waits) / total if total else math.nan,
+        peak_rss_mib=peak, rss_added_mib=None if peak is None else peak - rss_start,
+        workers_pss_mib=workers_pss, cuda_peak_mib=cuda_peak, setup_s=setup_s, warmup_s=warmup_s,
+        final_loss=None if loss is None else float(loss), step_ms=[round(1000 * t, 2) for t in totals],
+    )
+    _shutdown(run, batches)
+    return result
+
+
+def _shutdown(run, batches) -> None:
+    batches.close()
+    iterator = getattr(run, "iterator", None)
+    if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+        iterator._shutdown_workers()
+    del run
+    gc.collect()
+
+
+# ---- memory model inputs ----------------------------------------------------------------------
+def memory_model(setup: Setup, batch_size: int) -> dict:
+    """Parameter counts and the activations saved for backward per sample (one forward, ours and lerobot)."""
+    from kuavo_train.policy.factory import count_parameters
+
+    out = {}
+    run = OursRun(setup, 0)
+    counts = count_parameters(run.policy)
+    out["parameters_total"], out["parameters_trainable"] = counts.total, counts.trainable
+    batches = run.batches()
+    raw = next(batches)
+    out["activation_bytes_per_sample_ours"] = saved_activation_bytes(lambda: run.forward_only(raw)) / batch_size
+    _shutdown(run, batches)
+    run = LerobotRun(setup, 0)
+    batches = run.batches()
+    raw = next(batches)
+    out["activation_bytes_per_sample_lerobot"] = saved_activation_bytes(lambda: run.forward_only(raw)) / batch_size
+    _shutdown(run, batches)
+    # Static training state of AdamW in fp32: weights (all) + grads + two moments (trainable).
+    out["static_bytes_fp32_adamw"] = 4 * counts.total + (4 + 8) * counts.trainable
+    return out
+
+
+# ---- report -------------------------------------------------------------------------------------
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
+
+
+def format_table(results: list[Result], device: torch.device) -> str:
+    mem = "CUDA peak MiB" if device.type == "cuda" else "peak RSS MiB (+added)"
+    lines = [
+        f"| workers | trainer | samples/s | step ms (mean / median) | data wait ms | data-wait share | {mem} | worker PSS MiB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        memory = (_fmt(r.cuda_peak_mib, ".0f") if device.type == "cuda"
+                  else f"{_fmt(r.peak_rss_mib, '.0f')} (+{_fmt(r.rss_added_mib, '.0f')})")
+        lines.append(f"| {r.num_workers} | {r.trainer} | {r.samples_per_s:.2f} | {r.step_ms_mean:.1f} / {r.step_ms_median:.1f} | "
+                     f"{r.data_wait_ms_mean:.1f} | {100 * r.data_wait_share:.1f}% | {memory} | {_fmt(r.workers_pss_mib, '.0f')} |")
+    return "\n".join(lines)
+
+
+def format_ratios(results: list[Result]) -> str:
+    lines = ["| workers | samples/s ours/lerobot | step time ours/lerobot | peak memory ours/lerobot |", "|---:|---:|---:|---:|"]
+    for workers in sorted({r.num_workers for r in results}):
+        pair = {r.trainer: r for r in results if r.num_workers == workers}
+        if set(pair) != {"ours", "lerobot"}:
+            continue
+        ours, ler = pair["ours"], pair["lerobot"]
+        mem_o = ours.cuda_peak_mib if ours.cuda_peak_mib is not None else ours.peak_rss_mib
+        mem_l = ler.cuda_peak_mib if ler.cuda_peak_mib is not None else ler.peak_rss_mib
+        mem = f"{mem_o / mem_l:.3f}" if mem_o and mem_l else "-"
+        lines.append(f"| {workers} | {ours.samples_per_s / ler.samples_per_s:.3f} | "
+                     f"{ours.step_ms_mean / ler.step_ms_mean:.3f} | {mem} |")
+    return "\n".join(lines)
+
+
+def machine() -> dict:
+    cpu = platform.processor() or "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_kb = None
+    try:
+        mem_kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    except (OSError, IndexError, ValueError):
+        pass
+    info = {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": None if mem_kb is None else round(mem_kb / 2**20, 1),
+            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    try:
+        import lerobot
+
+        info["lerobot"] = getattr(lerobot, "__version__", "?")
+    except ImportError:
+        pass
+    return info
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=30, help="measured steps per run (default 30)")
+    p.add_argument("--warmup", type=int, default=5, help="warm-up steps per run, not measured (default 5)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--num-workers", type=int, nargs="+", default=[0, 2], help="loader worker counts to run (default 0 2)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    p.add_argument("--stage", type=int, default=1, choices=[1, 2, 3, 4],
+                   help="curriculum stage (1: task 1 only; 2-4 add replay of earlier tasks on our side)")
+    p.add_argument("--full", action="store_true",
+                   help="the full-size SmolVLA architecture (base config) with random weights; needs the SmolVLM2 config")
+    p.add_argument("--vlm-model-name", default=FULL_VLM, help="VLM backbone for --full (hub id or local dir)")
+    p.add_argument("--data-dir", default=str(REPO_ROOT / "demo_data"), help="demo assets dir (built if absent)")
+    p.add_argument("--no-memory-model", action="store_true", help="skip the activation-bytes measurement")
+    p.add_argument("--json", help="also write the results as JSON here")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        print("--device cuda but CUDA is not available here; GPU figures cannot be measured on this machine.")
+        return 2
+    if args.full:
+        problem = full_size_problem(args.vlm_model_name)
+        if problem:
+            print(problem)
+            return 2
+    info = machine()
+    print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
+    with tempfile.TemporaryDirectory(prefix="kuavo_throughput_") as tmp:
+        setup = make_setup(args, Path(tmp) / "run")
+        if args.full and setup.device.type == "cpu":
+            print("note: --full on CPU is very slow; use a GPU for timings")
+        results: list[Result] = []
+        for index, workers in enumerate(args.num_workers):
+            # ABBA order over the worker settings, so drift (thermal, leftovers) does not favour one side.
+            kinds = (OursRun, LerobotRun) if index % 2 == 0 else (LerobotRun, OursRun)
+            for kind in kinds:
+                print(f"-- {kind.name}, {workers} workers: {args.warmup} warm-up + {args.steps} measured steps ...", flush=True)
+                result = measure(kind, setup, workers, args.steps, args.warmup)
+                print(f"   {result.samples_per_s:.2f} samples/s, {result.step_ms_mean:.1f} ms/step, "
+                      f"data wait {100 * result.data_wait_share:.1f}%, loss {result.final_loss}", flush=True)
+                results.append(result)
+        model = None if args.no_memory_model else memory_model(setup, args.batch_size)
+    cfg = setup.cfg
+    title = (f"{'full-size' if args.full else 'demo (tiny backbone)'} SmolVLA, stage {args.stage}, batch {args.batch_size}, "
+             f"{cfg.policy.num_vlm_layers} VLM layers ({cfg.policy.freeze_vlm_layers} frozen), chunk {cfg.policy.chunk_size}, "
+             f"images {cfg.policy.resize_imgs_with_padding[0]}px, precision {cfg.training.mixed_precision}, device {setup.device}")
+    print("\n" + title)
+    print(format_table(results, setup.device))
+    print()
+    print(format_ratios(results))
+    if model:
+        print(f"\nparameters: {model['parameters_trainable']:,} trainable of {model['parameters_total']:,}; "
+              f"static fp32 AdamW state {model['static_bytes_fp32_adamw'] / 2**20:.1f} MiB; activations saved for backward "
+              f"{model['activation_bytes_per_sample_ours'] / 2**20:.2f} MiB/sample (ours), "
+              f"{model['activation_bytes_per_sample_lerobot'] / 2**20:.2f} MiB/sample (lerobot)")
+    if args.json:
+        payload = {"machine": info, "args": vars(args), "title": title, "results": [asdict(r) for r in results],
+                   "memory_model": model}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(payload, indent=2))
+        print(f"\nJSON: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
