@@ -60,6 +60,8 @@ DEMO_CONFIG = "smolvla_sequential_demo"
 TASK_FILES = ["tasks/task1_moving_grasp", "tasks/task2_weighing", "tasks/task3_placement", "tasks/task4_sorting"]
 TASK_NAMES = ["moving_grasp", "weighing", "placement", "sorting"]
 FULL_VLM = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
+DEFAULT_IMAGE_HW = (48, 64)  # the demo data (kuavo_train.demo.assets.DemoDataSize)
+DEFAULT_EPISODES = 12
 # The base config's architecture (configs/policy/smolvla_sequential_base.yaml), random weights.
 FULL_POLICY = [
     "policy.load_vlm_weights=false", "policy.num_vlm_layers=16", "policy.freeze_vlm_layers=8",
@@ -176,19 +178,47 @@ def full_size_problem(vlm_model_name: str) -> str | None:
     return None
 
 
-def make_setup(args, out_dir: Path) -> Setup:
+def ensure_assets(cfg, args, data_dir: Path) -> None:
+    """The demo assets: ``ensure_demo_assets`` for the default data, else synthetic data as asked."""
+    from kuavo_train.demo.assets import DemoDataSize, ensure_demo_assets
+
+    size = DemoDataSize(num_episodes=args.episodes, image_hw=tuple(args.image_hw))
+    if not args.video:
+        ensure_demo_assets(cfg, size=size)
+        return
+    from kuavo_train.demo.synthetic_data import SyntheticTaskSpec, write_synthetic_task
+    from kuavo_train.demo.tiny_backbone import build_tiny_backbone
+
+    build_tiny_backbone(Path(cfg.policy.vlm_model_name), seed=0, instructions=[t.language_instruction for t in cfg.tasks],
+                        image_size=cfg.policy.resize_imgs_with_padding[0], num_text_layers=cfg.policy.num_vlm_layers)
+    for task in cfg.tasks:
+        spec = SyntheticTaskSpec(task_id=task.id, instruction=task.language_instruction, action_dim=task.data.action_dim or 16)
+        write_synthetic_task(Path(task.data.root), spec, num_episodes=size.num_episodes, min_len=size.min_len,
+                             max_len=size.max_len, image_hw=size.image_hw, video=True, seed=task.id)
+
+
+def is_default_data(args) -> bool:
+    return not args.video and list(args.image_hw) == list(DEFAULT_IMAGE_HW) and args.episodes == DEFAULT_EPISODES
+
+
+def make_setup(args, tmp: Path) -> Setup:
     from kuavo_train.data.prepare import prepare_curriculum_data
-    from kuavo_train.demo.assets import ensure_demo_assets
     from kuavo_train.training.loggers import quiet_third_party_logs
 
     quiet_third_party_logs()
-    data_dir = Path(args.data_dir).resolve()
+    if args.data_dir:
+        data_dir = Path(args.data_dir).resolve()
+    else:  # other synthetic data than demo_data/ holds: a fresh temp dir
+        data_dir = REPO_ROOT / "demo_data" if is_default_data(args) else tmp / "data"
+    out_dir = tmp / "run"
     base = demo_overrides(data_dir, out_dir, args.stage, args.batch_size, args.device)
     demo_cfg = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, base)
     started = time.perf_counter()
-    ensure_demo_assets(demo_cfg)  # no-op when demo_data/ is already there
-    data = prepare_curriculum_data(demo_cfg, Path(out_dir))
-    print(f"data ready in {time.perf_counter() - started:.1f}s ({data_dir})")
+    ensure_assets(demo_cfg, args, data_dir)  # no-op when the assets are already there
+    data = prepare_curriculum_data(demo_cfg, out_dir)
+    storage = "mp4 video" if args.video else "PNG in parquet"
+    print(f"data ready in {time.perf_counter() - started:.1f}s ({data_dir}: {args.episodes} episodes/task, "
+          f"{args.image_hw[0]}x{args.image_hw[1]} {storage})")
     cfg = demo_cfg
     if args.full:
         precision = "bf16" if args.device.startswith("cuda") else "no"
@@ -537,7 +567,12 @@ def parse_args(argv=None):
     p.add_argument("--full", action="store_true",
                    help="the full-size SmolVLA architecture (base config) with random weights; needs the SmolVLM2 config")
     p.add_argument("--vlm-model-name", default=FULL_VLM, help="VLM backbone for --full (hub id or local dir)")
-    p.add_argument("--data-dir", default=str(REPO_ROOT / "demo_data"), help="demo assets dir (built if absent)")
+    p.add_argument("--data-dir", default=None,
+                   help="assets dir (built if absent); default demo_data/ for the default data, else a temp dir")
+    p.add_argument("--video", action="store_true", help="synthetic cameras as mp4 video instead of PNG in parquet")
+    p.add_argument("--image-hw", type=int, nargs=2, default=list(DEFAULT_IMAGE_HW), metavar=("H", "W"),
+                   help="synthetic camera size (default 48 64; the real Kuavo cameras are 480 640)")
+    p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="synthetic episodes per task (default 12)")
     p.add_argument("--no-memory-model", action="store_true", help="skip the activation-bytes measurement")
     p.add_argument("--json", help="also write the results as JSON here")
     return p.parse_args(argv)
@@ -556,7 +591,7 @@ def main(argv=None) -> int:
     info = machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     with tempfile.TemporaryDirectory(prefix="kuavo_throughput_") as tmp:
-        setup = make_setup(args, Path(tmp) / "run")
+        setup = make_setup(args, Path(tmp))
         if args.full and setup.device.type == "cpu":
             print("note: --full on CPU is very slow; use a GPU for timings")
         results: list[Result] = []
@@ -573,7 +608,8 @@ def main(argv=None) -> int:
     cfg = setup.cfg
     title = (f"{'full-size' if args.full else 'demo (tiny backbone)'} SmolVLA, stage {args.stage}, batch {args.batch_size}, "
              f"{cfg.policy.num_vlm_layers} VLM layers ({cfg.policy.freeze_vlm_layers} frozen), chunk {cfg.policy.chunk_size}, "
-             f"images {cfg.policy.resize_imgs_with_padding[0]}px, precision {cfg.training.mixed_precision}, device {setup.device}")
+             f"images {args.image_hw[0]}x{args.image_hw[1]} {'mp4' if args.video else 'PNG'} -> {cfg.policy.resize_imgs_with_padding[0]}px, "
+             f"precision {cfg.training.mixed_precision}, device {setup.device}")
     print("\n" + title)
     print(format_table(results, setup.device))
     print()

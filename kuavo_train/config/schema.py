@@ -36,6 +36,8 @@ class TaskTrainingConfig:
     max_epoch: int = 20
     # Peak learning rate of this stage (lower for later stages: anti-forgetting).
     lr: float = 1e-4
+    # Start this stage from this checkpoint instead of the previous stage's best/ (None = default chain).
+    pretrained_path: str | None = None
 
 
 @dataclass

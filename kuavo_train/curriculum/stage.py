@@ -8,6 +8,7 @@ checkpoints -> final evaluation of best on every task -> criteria, results files
 from __future__ import annotations
 
 import math
+import os
 import random
 import shutil
 import signal
@@ -41,6 +42,7 @@ from kuavo_train.training.checkpoint import (
     load_training_state,
     prune_epoch_dirs,
     read_checkpoint_meta,
+    recover_interrupted_writes,
     restore_rng_state,
     rng_state,
     save_policy_dir,
@@ -76,6 +78,8 @@ def run_stage(cfg: Config) -> StageResult:
     """Train ``cfg.task`` as stage ``cfg.stage``; see the module docstring for the flow."""
     quiet_third_party_logs()
     paths = stage_paths(cfg)
+    if os.environ.get("RANK", "0") == "0":  # rank 0 only; others never write
+        recover_interrupted_writes(paths.stage_dir)
     if is_stage_complete(paths) and not cfg.training.overwrite and not cfg.training.dry_run:
         print(f"Stage {cfg.stage} ({cfg.task.dirname}) is already complete: {paths.best} "
               f"(training.overwrite=true retrains it)")
@@ -85,10 +89,17 @@ def run_stage(cfg: Config) -> StageResult:
     if cfg.training.dry_run:
         print(format_plan(plan_stage(cfg, data)))
         return StageResult("planned")
-    init_path = previous_best(cfg) if cfg.stage > 1 else cfg.policy.pretrained_path
+    init_path = starting_checkpoint(cfg)
     if dist.is_main:
         _check_output_writable(paths)
     return StageRunner(cfg, paths, data, init_path, dist).run()
+
+
+def starting_checkpoint(cfg: Config) -> str | Path | None:
+    """task.training.pretrained_path if set; else stage 1: policy.pretrained_path, stage N: stage N-1's best/."""
+    if cfg.task.training.pretrained_path is not None:
+        return cfg.task.training.pretrained_path
+    return previous_best(cfg) if cfg.stage > 1 else cfg.policy.pretrained_path
 
 
 def _prepare_data_once(cfg: Config, paths: StagePaths, dist: DistContext) -> CurriculumData:
@@ -170,7 +181,7 @@ class StageRunner:
         return self.cfg.training.batch_size // world
 
     def _check_parent_compatible(self) -> None:
-        if self.stage == 1 or self.init_path is None:
+        if self.init_path is None or not (Path(str(self.init_path)) / "kuavo_checkpoint.json").is_file():
             return
         parent = read_checkpoint_meta(Path(self.init_path))
         if parent.get("stats_hash") != self.stats_hash:
@@ -262,8 +273,8 @@ class StageRunner:
                 train_epoch(ctx, self.train_loader, self.state, self.steps_per_epoch, self.log.scalar,
                             desc=f"stage {self.stage} epoch {epoch}/{max_epoch}", stop=stop)
                 self.state.seconds_training += time.perf_counter() - started
-                if stop.requested:
-                    return self._interrupted(stop.signal)
+                if self.dist.any(stop.requested):
+                    return self._interrupted(stop.signal or signal.SIGTERM)
                 self._end_epoch(epoch, max_epoch)
         return self._finish()
 
@@ -340,7 +351,7 @@ class StageRunner:
 
     # ---- the end ------------------------------------------------------------------------------
     def _finish(self) -> StageResult:
-        self._load_weights(self.paths.best_running)
+        self._load_weights(self._best_so_far())
         all_ids = [t.id for t in self.cfg.tasks]
         extra = [t for t in all_ids if t not in self.val_loaders]
         self.val_loaders.update(self._validation_loaders(extra))
@@ -355,11 +366,12 @@ class StageRunner:
         if not self.dist.is_main:
             self.dist.barrier()
             return StageResult("complete", criteria_passed=passed, results_path=self.paths.results)
-        write_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
-        shutil.rmtree(self.paths.best_running, ignore_errors=True)
+        if self.paths.best_running.is_dir():
+            write_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
         self._warn_stale_later_stages()
         results = self._results(losses, seen, criteria, verdicts)
         write_json_atomically(self.paths.results, results)
+        shutil.rmtree(self.paths.best_running, ignore_errors=True)
         write_curriculum_results(self.cfg, self.paths.run_root)
         self.dist.barrier()
         self.log.echo(f"Stage {self.stage} done: best {self.paths.best}  results {self.paths.results}")
@@ -368,6 +380,15 @@ class StageRunner:
                           (" training.strict_criteria=true: exiting non-zero." if self.cfg.training.strict_criteria else ""))
         self.log.close()
         return StageResult("complete", criteria_passed=passed, results_path=self.paths.results)
+
+    def _best_so_far(self) -> Path:
+        """best_running/ of this run; best/ when a crash came after the swap; else the current weights."""
+        for candidate in (self.paths.best_running, self.paths.best):
+            if is_complete_policy_dir(candidate) and (candidate != self.paths.best or not self.cfg.training.overwrite):
+                return candidate
+        self.log.echo("⚠️  no validation gave a finite loss; the final weights become best/")
+        self._save(self.paths.best_running, self.state.epoch)
+        return self.paths.best_running
 
     def _load_weights(self, policy_dir: Path) -> None:
         from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy

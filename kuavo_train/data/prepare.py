@@ -6,6 +6,7 @@ Files written at the curriculum output root (shared by all stages):
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 SCHEMA_FILE = "feature_schema.json"
 SPLITS_FILE = "splits.json"
 STATS_FILE = "normalization_stats.json"
+DATA_FINGERPRINT_FILE = "data_fingerprint.json"
 
 
 @dataclass
@@ -42,15 +44,45 @@ def prepare_curriculum_data(cfg: Config, run_root: Path) -> CurriculumData:
     """Ingest every curriculum task, check it against its task file, and fix schema/splits/stats."""
     infos = {task.id: read_source_info(task.data.root) for task in cfg.tasks}
     per_task = [_task_features(task, infos[task.id]) for task in cfg.tasks]
+    _check_same_cameras(cfg)
     schema = build_feature_schema(per_task)
     v30_roots = {
         task.id: ingest_dataset(task.data.root, cfg.data.cache_dir, keep_depth=cfg.data.keep_depth) for task in cfg.tasks
     }
+    _check_same_data_as_before(run_root, v30_roots)
     wanted = {task.id: (_episodes_of(task, infos[task.id]), cfg.training.validation_episodes) for task in cfg.tasks}
     splits = load_or_create_splits(run_root / SPLITS_FILE, wanted, cfg.training.seed)
     stats = _load_or_compute_stats(run_root, schema, v30_roots, splits)
     schema.save(run_root / SCHEMA_FILE)
     return CurriculumData(schema=schema, stats=stats, splits=splits, v30_roots=v30_roots)
+
+
+def _check_same_cameras(cfg: Config) -> None:
+    """Every task must feed the model the same cameras (missing-camera padding is not supported yet)."""
+    first = cfg.tasks[0]
+    for task in cfg.tasks[1:]:
+        if set(task.data.cameras) != set(first.data.cameras):
+            raise KuavoError(
+                f"task {task.name} lists cameras {task.data.cameras} but task {first.name} lists {first.data.cameras}; "
+                "all curriculum tasks must use the same cameras (fix task.data.cameras)"
+            )
+
+
+def _check_same_data_as_before(run_root: Path, v30_roots: dict[int, Path]) -> None:
+    """The stats and splits of a run belong to the data they were computed on."""
+    path = run_root / DATA_FINGERPRINT_FILE
+    current = {str(task_id): root.name for task_id, root in v30_roots.items()}
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved != current:
+            changed = sorted(k for k in current if saved.get(k) != current[k])
+            raise KuavoError(
+                f"the data of task(s) {changed} changed since {run_root} was started (see {path}); its normalization "
+                "and splits belong to the old data: use a new training.output_directory"
+            )
+        return
+    run_root.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(current, indent=2))
 
 
 def _task_features(task: TaskConfig, info: SourceInfo) -> tuple[TaskFeatures, dict, float]:

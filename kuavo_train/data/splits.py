@@ -36,7 +36,12 @@ def load_or_create_splits(path: Path, wanted: dict[int, tuple[list[int], int]], 
     splits = {}
     for task_id, (episodes, num_val) in wanted.items():
         entry = saved.get(str(task_id))
-        if entry is not None and set(entry["train"]) | set(entry["val"]) <= set(episodes):
+        if entry is not None:
+            if set(entry["train"]) | set(entry["val"]) != set(episodes):
+                raise KuavoError(
+                    f"{path}: the saved split of task {task_id} no longer matches its episodes (the data or "
+                    f"episodes_to_use changed since stage 1); use a new training.output_directory for the new data"
+                )
             splits[task_id] = EpisodeSplit(train=entry["train"], val=entry["val"])
         else:
             splits[task_id] = split_episodes(episodes, num_val, seed, task_id)

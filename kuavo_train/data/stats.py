@@ -95,7 +95,8 @@ def merged_stats(per_task: list[dict[str, Moments]], state_dim: int, action_dim:
         merged = merge_moments([moments[key] for moments in per_task], dim)
         stats[key] = {
             "mean": merged["mean"].astype(np.float32),
-            "std": np.maximum(merged["std"], 1e-6).astype(np.float32),
+            # A dim (near) constant in the training data gets unit scale, not a blow-up at run time.
+            "std": np.where(merged["std"] < 1e-4, 1.0, merged["std"]).astype(np.float32),
             "min": merged["min"].astype(np.float32),
             "max": merged["max"].astype(np.float32),
             "count": np.array([int(merged["count"].max())]),

@@ -55,8 +55,8 @@ def forgetting_analysis(losses: dict[int, float], current_task: int, references:
     echo("⚠️  Forgetting Analysis:")
     for task_id in earlier:
         verdict = forgetting_verdict(task_id, losses[task_id], references.get(task_id), limit, criteria)
-        ratio = f", x{verdict.ratio:.2f} of its own-stage loss" if verdict.ratio is not None else ""
-        echo(f"  Task {task_id}: {verdict.label} (loss={verdict.loss:.4f}{ratio})")
+        ratio = f" - x{verdict.ratio:.2f} of its own-stage loss" if verdict.ratio is not None else ""
+        echo(f"  Task {task_id}: {verdict.label} (loss={verdict.loss:.4f}){ratio}")
         if verdict.label == FORGOTTEN:
             echo(f"    -> raise its replay share, e.g. sequential.stage{stage}_replay.task{task_id}=<higher> (shares must sum to 1)")
         verdicts.append(verdict)

@@ -56,6 +56,21 @@ def _swap_into_place(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def recover_interrupted_writes(directory: Path) -> None:
+    """After a crash: put back a dir caught between the two renames of a swap, drop half-written temp dirs."""
+    if not directory.is_dir():
+        return
+    for old in directory.glob(".*.old-*"):
+        name = old.name[1:].rsplit(".old-", 1)[0]
+        if not (directory / name).exists() and is_complete_policy_dir(old):
+            os.replace(old, directory / name)
+        else:
+            shutil.rmtree(old, ignore_errors=True)
+    for tmp in directory.glob(".*.tmp-*"):
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def write_json_atomically(path: Path, payload: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

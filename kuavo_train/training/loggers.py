@@ -13,6 +13,8 @@ class StageLogger:
 
     def __init__(self, log_dir: Path | None, tensorboard_dir: Path | None, silent: bool = False):
         self._silent = silent
+        if log_dir is not None:
+            log_dir.mkdir(parents=True, exist_ok=True)
         self._file = open(log_dir / LOG_FILE, "a", encoding="utf-8") if log_dir is not None else None
         self._writer = None
         if tensorboard_dir is not None:

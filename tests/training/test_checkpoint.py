@@ -76,3 +76,15 @@ def test_too_many_non_finite_steps_stop_the_stage(monkeypatch):
     train_step(ctx, dict(BATCH), state)
     with pytest.raises(KuavoError, match="3 optimizer steps in a row had a non-finite loss"):
         train_step(ctx, dict(BATCH), state)
+
+
+def test_crash_between_the_two_renames_is_recovered(tmp_path):
+    from kuavo_train.training.checkpoint import POLICY_FILES, recover_interrupted_writes
+
+    old = tmp_path / ".last.old-123"
+    old.mkdir()
+    for name in POLICY_FILES:
+        (old / name).write_text("x")
+    (tmp_path / ".best.tmp-abc").mkdir()
+    recover_interrupted_writes(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]
