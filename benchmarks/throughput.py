@@ -118,14 +118,17 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def saved_activation_bytes(fn) -> int:
-    """Bytes of the distinct tensors autograd saves for backward while ``fn()`` runs (one forward)."""
+def saved_activation_bytes(fn, module: torch.nn.Module) -> int:
+    """Bytes of the distinct tensors autograd saves for backward while ``fn()`` runs (one forward),
+    not counting ``module``'s own parameters and buffers (the weights are counted apart)."""
+    own = {t.untyped_storage().data_ptr() for t in [*module.parameters(), *module.buffers()]}
     seen: dict[tuple, int] = {}
 
     def pack(t: torch.Tensor):
         try:
             storage = t.untyped_storage()
-            seen[(storage.data_ptr(), t.device.type)] = storage.nbytes()
+            if storage.data_ptr() not in own:
+                seen[(storage.data_ptr(), t.device.type)] = storage.nbytes()
         except (RuntimeError, NotImplementedError):
             seen[(id(t), "x")] = t.numel() * t.element_size()
         return t
@@ -471,6 +474,16 @@ def _shutdown(run, batches) -> None:
     gc.collect()
 
 
+def prime(setup: Setup) -> None:
+    """One untimed step of each side first: lazy imports, tokenizer and arrow maps are then loaded
+    before any measured run, so the first run's memory and timings do not carry them."""
+    for kind in (OursRun, LerobotRun):
+        run = kind(setup, 0)
+        batches = run.batches()
+        run.step(next(batches))
+        _shutdown(run, batches)
+
+
 # ---- memory model inputs ----------------------------------------------------------------------
 def memory_model(setup: Setup, batch_size: int) -> dict:
     """Parameter counts and the activations saved for backward per sample (one forward, ours and lerobot)."""
@@ -482,12 +495,12 @@ def memory_model(setup: Setup, batch_size: int) -> dict:
     out["parameters_total"], out["parameters_trainable"] = counts.total, counts.trainable
     batches = run.batches()
     raw = next(batches)
-    out["activation_bytes_per_sample_ours"] = saved_activation_bytes(lambda: run.forward_only(raw)) / batch_size
+    out["activation_bytes_per_sample_ours"] = saved_activation_bytes(lambda: run.forward_only(raw), run.policy) / batch_size
     _shutdown(run, batches)
     run = LerobotRun(setup, 0)
     batches = run.batches()
     raw = next(batches)
-    out["activation_bytes_per_sample_lerobot"] = saved_activation_bytes(lambda: run.forward_only(raw)) / batch_size
+    out["activation_bytes_per_sample_lerobot"] = saved_activation_bytes(lambda: run.forward_only(raw), run.policy) / batch_size
     _shutdown(run, batches)
     # Static training state of AdamW in fp32: weights (all) + grads + two moments (trainable).
     out["static_bytes_fp32_adamw"] = 4 * counts.total + (4 + 8) * counts.trainable
@@ -574,6 +587,8 @@ def parse_args(argv=None):
                    help="synthetic camera size (default 48 64; the real Kuavo cameras are 480 640)")
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="synthetic episodes per task (default 12)")
     p.add_argument("--no-memory-model", action="store_true", help="skip the activation-bytes measurement")
+    p.add_argument("--memory-only", action="store_true",
+                   help="only parameter counts and activation bytes (no timed runs; works on CPU, e.g. with --full)")
     p.add_argument("--json", help="also write the results as JSON here")
     return p.parse_args(argv)
 
@@ -595,7 +610,9 @@ def main(argv=None) -> int:
         if args.full and setup.device.type == "cpu":
             print("note: --full on CPU is very slow; use a GPU for timings")
         results: list[Result] = []
-        for index, workers in enumerate(args.num_workers):
+        if not args.memory_only:
+            prime(setup)
+        for index, workers in enumerate([] if args.memory_only else args.num_workers):
             # ABBA order over the worker settings, so drift (thermal, leftovers) does not favour one side.
             kinds = (OursRun, LerobotRun) if index % 2 == 0 else (LerobotRun, OursRun)
             for kind in kinds:
@@ -604,16 +621,17 @@ def main(argv=None) -> int:
                 print(f"   {result.samples_per_s:.2f} samples/s, {result.step_ms_mean:.1f} ms/step, "
                       f"data wait {100 * result.data_wait_share:.1f}%, loss {result.final_loss}", flush=True)
                 results.append(result)
-        model = None if args.no_memory_model else memory_model(setup, args.batch_size)
+        model = None if args.no_memory_model and not args.memory_only else memory_model(setup, args.batch_size)
     cfg = setup.cfg
     title = (f"{'full-size' if args.full else 'demo (tiny backbone)'} SmolVLA, stage {args.stage}, batch {args.batch_size}, "
              f"{cfg.policy.num_vlm_layers} VLM layers ({cfg.policy.freeze_vlm_layers} frozen), chunk {cfg.policy.chunk_size}, "
              f"images {args.image_hw[0]}x{args.image_hw[1]} {'mp4' if args.video else 'PNG'} -> {cfg.policy.resize_imgs_with_padding[0]}px, "
              f"precision {cfg.training.mixed_precision}, device {setup.device}")
     print("\n" + title)
-    print(format_table(results, setup.device))
-    print()
-    print(format_ratios(results))
+    if results:
+        print(format_table(results, setup.device))
+        print()
+        print(format_ratios(results))
     if model:
         print(f"\nparameters: {model['parameters_trainable']:,} trainable of {model['parameters_total']:,}; "
               f"static fp32 AdamW state {model['static_bytes_fp32_adamw'] / 2**20:.1f} MiB; activations saved for backward "

@@ -39,6 +39,11 @@ class StagePaths:
         return self.stage_dir / f"epoch{number}"
 
     @property
+    def retraining_marker(self) -> Path:
+        """Present while a `training.overwrite=true` retraining of a complete stage is unfinished."""
+        return self.stage_dir / "retraining.json"
+
+    @property
     def tensorboard(self) -> Path:
         return self.stage_dir / "tensorboard"
 
@@ -49,7 +54,7 @@ def stage_paths(cfg: Config, task: TaskConfig | None = None) -> StagePaths:
 
 
 def is_stage_complete(paths: StagePaths) -> bool:
-    return is_complete_policy_dir(paths.best) and paths.results.is_file()
+    return is_complete_policy_dir(paths.best) and paths.results.is_file() and not paths.retraining_marker.exists()
 
 
 def stage_command(cfg: Config, task: TaskConfig) -> str:

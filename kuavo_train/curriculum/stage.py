@@ -7,7 +7,9 @@ checkpoints -> final evaluation of best on every task -> criteria, results files
 
 from __future__ import annotations
 
+import json
 import math
+import uuid
 import os
 import random
 import shutil
@@ -147,9 +149,23 @@ class StageRunner:
 
     # ---- set-up -------------------------------------------------------------------------------
     def _resume_source(self) -> Path | None:
-        if self.cfg.training.overwrite or not self.cfg.training.resume:
+        """last/ of this run, if any. A retraining (overwrite) run only resumes its own last/."""
+        marker = self.paths.retraining_marker
+        if not marker.exists() and self.cfg.training.overwrite:
+            if self.dist.is_main:
+                write_json_atomically(marker, {"run_id": uuid.uuid4().hex})
+            self.dist.barrier()
             return None
-        return self.paths.last if is_complete_policy_dir(self.paths.last) else None
+        if not self.cfg.training.resume or not is_complete_policy_dir(self.paths.last):
+            return None
+        own_run = read_checkpoint_meta(self.paths.last).get("run_id")
+        return self.paths.last if own_run == self.run_id else None
+
+    @property
+    def run_id(self) -> str | None:
+        """Id of a retraining run (from its marker); None for a first training."""
+        marker = self.paths.retraining_marker
+        return json.loads(marker.read_text())["run_id"] if marker.exists() else None
 
     def _build(self) -> None:
         cfg = self.cfg
@@ -338,6 +354,7 @@ class StageRunner:
             "task_id": self.task.id, "task_name": self.task.name, "stage": self.stage, "epoch": epoch,
             "step": self.state.step, "stats_hash": self.stats_hash, "schema": self.data.schema.to_dict(),
             "best_loss": self.state.best_loss if math.isfinite(self.state.best_loss) else None,
+            "run_id": self.run_id,
         }
         if not self.dist.is_main:
             self.dist.barrier()
@@ -372,6 +389,7 @@ class StageRunner:
         results = self._results(losses, seen, criteria, verdicts)
         write_json_atomically(self.paths.results, results)
         shutil.rmtree(self.paths.best_running, ignore_errors=True)
+        self.paths.retraining_marker.unlink(missing_ok=True)
         write_curriculum_results(self.cfg, self.paths.run_root)
         self.dist.barrier()
         self.log.echo(f"Stage {self.stage} done: best {self.paths.best}  results {self.paths.results}")
@@ -384,7 +402,7 @@ class StageRunner:
     def _best_so_far(self) -> Path:
         """best_running/ of this run; best/ when a crash came after the swap; else the current weights."""
         for candidate in (self.paths.best_running, self.paths.best):
-            if is_complete_policy_dir(candidate) and (candidate != self.paths.best or not self.cfg.training.overwrite):
+            if is_complete_policy_dir(candidate) and (candidate != self.paths.best or self.run_id is None):
                 return candidate
         self.log.echo("⚠️  no validation gave a finite loss; the final weights become best/")
         self._save(self.paths.best_running, self.state.epoch)

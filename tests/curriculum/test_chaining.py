@@ -46,3 +46,26 @@ def test_run_all_skips_complete_stages(two_stages, demo_env, capsys):
     assert "Plan of stage 3" in out and "samples per epoch" in out
     result = run_stage(demo_env.config(TASK_FILES[0], FAST, output=two_stages))
     assert result.status == "skipped"
+
+
+def test_overwrite_retrains_keeping_old_best_until_done(two_stages, demo_env, monkeypatch):
+    from kuavo_train.curriculum import stage as stage_module
+    from kuavo_train.curriculum.paths import is_stage_complete, stage_paths
+
+    cfg = demo_env.config(TASK_FILES[1], [*FAST, "training.overwrite=true"], output=two_stages)
+    paths = stage_paths(cfg)
+    old_best = (paths.best / "model.safetensors").read_bytes()
+
+    def crash(self):
+        raise RuntimeError("killed before the end")
+
+    monkeypatch.setattr(stage_module.StageRunner, "_finish", crash)
+    with pytest.raises(RuntimeError):
+        run_stage(cfg)
+    assert (paths.best / "model.safetensors").read_bytes() == old_best  # old best/ kept
+    assert not is_stage_complete(paths)  # the unfinished retraining is not "complete"
+    monkeypatch.undo()
+    plain = demo_env.config(TASK_FILES[1], FAST, output=two_stages)  # rerun without overwrite: resumes it
+    assert run_stage(plain).status == "complete"
+    assert is_stage_complete(paths) and not paths.retraining_marker.exists()
+    assert "Resuming from epoch 1" in (paths.stage_dir / "smolvla_sequential_training.log").read_text()
