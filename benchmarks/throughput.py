@@ -24,10 +24,17 @@ high-water mark, reset per run through /proc/self/clear_refs, read with getrusag
 estimate needs: parameter counts and the bytes of activations saved for backward per sample.
 
 Default: CPU, the demo config's tiny backbone, the synthetic demo data (``demo_data/``, built if
-absent), stage 1, batch 8, 5 warm-up + 30 measured steps, with 0 and 2 loader workers.
+absent), stage 1, batch 8, 5 warm-up + 30 measured steps, with 0 and 2 loader workers (about 35 s
+on 2 cores). Runs go in ABBA order over the worker settings; one untimed step of each side comes
+first so lazy imports and caches do not land in the first measured run. Results: docs/performance.md.
 
     .venv/bin/python benchmarks/throughput.py [--steps 30] [--warmup 5] [--batch-size 8]
-        [--num-workers 0 2] [--device cpu|cuda] [--full] [--json PATH]
+        [--num-workers 0 2] [--device cpu|cuda] [--full [--vlm-model-name DIR]] [--memory-only]
+        [--video] [--image-hw 480 640] [--episodes N] [--stage N] [--json PATH]
+
+Other synthetic data than the demo's (``--video``, ``--image-hw``, ``--episodes``) is generated into
+a temp dir (or ``--data-dir``). Do not run it beside another training: on a small CPU the two
+fight over the cores and every figure is meaningless.
 """
 
 from __future__ import annotations
@@ -174,9 +181,10 @@ def full_size_problem(vlm_model_name: str) -> str | None:
         return (
             f"--full needs the config (and tokenizer) of '{vlm_model_name}', which is not available here "
             f"({type(exc).__name__}: {detail}).\n"
-            f"Download it once where there is network (`huggingface-cli download {vlm_model_name} "
-            f"--exclude '*.safetensors'` is enough: the weights stay random) and rerun, or pass "
-            f"--vlm-model-name /local/dir/of/SmolVLM2-500M-Video-Instruct."
+            f"Download it once where there is network (`hf download {vlm_model_name} --exclude '*.safetensors'` "
+            f"is enough: the weights stay random), then rerun with HF_HUB_OFFLINE=1, or pass "
+            f"--vlm-model-name /local/dir/of/SmolVLM2-500M-Video-Instruct. GPU timings: --full --device cuda; "
+            f"parameter counts and activation bytes on any machine: --full --memory-only."
         )
     return None
 
@@ -274,7 +282,7 @@ class OursRun:
             device=setup.device, grad_clip_norm=cfg.policy.optimizer.grad_clip_norm,
             autocast=make_autocast(setup.device, cfg.training.mixed_precision),
             max_consecutive_nonfinite=cfg.training.max_consecutive_nonfinite,
-            trainable=[p for p in self.policy.parameters() if p.requires_grad],
+            trainable=[p for p in self.policy.parameters() if p.requires_grad], seed=cfg.training.seed,
         )
         self.state = LoopState()
         self.epoch = 0
@@ -572,7 +580,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=30, help="measured steps per run (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up steps per run, not measured (default 5)")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="samples per step on both sides (default 8)")
     p.add_argument("--num-workers", type=int, nargs="+", default=[0, 2], help="loader worker counts to run (default 0 2)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
     p.add_argument("--stage", type=int, default=1, choices=[1, 2, 3, 4],

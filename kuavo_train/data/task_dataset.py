@@ -52,24 +52,45 @@ class TaskDataset(Dataset):
         self.task = task
         self.schema = schema
         self.episodes = list(episodes)
-        delta = {ACTION: [step / schema.fps for step in range(chunk_size)]}
-        self.inner = LeRobotDataset(
-            repo_id=f"kuavo/{task.name}", root=v30_root, episodes=self.episodes,
-            delta_timestamps=delta, video_backend=VIDEO_BACKEND,
-        )
+        self.chunk_size = chunk_size
+        # No delta_timestamps: lerobot 0.6.1 would decode every camera image of the 50 future frames
+        # just to read their actions. Chunks come from the action column, cached once, instead.
+        self.inner = LeRobotDataset(repo_id=f"kuavo/{task.name}", root=v30_root, episodes=self.episodes,
+                                    video_backend=VIDEO_BACKEND)
+        self._actions, self._episode_end = _action_table(self.inner)
         self._dim_mask = action_dim_mask(task.action_dim, schema.action_dim)
 
     def __len__(self) -> int:
         return len(self.inner)
 
+    def action_chunk(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(T, A) actions from frame ``index`` on, the episode's last action repeated past its end, and (T,) is_pad."""
+        steps = index + torch.arange(self.chunk_size)
+        end = int(self._episode_end[index])
+        is_pad = steps > end
+        return self._actions[steps.clamp(max=end)], is_pad
+
     def __getitem__(self, index: int) -> dict:
         item = self.inner[index]
+        actions, is_pad = self.action_chunk(index)
         sample = {camera: item[camera] for camera in self.schema.cameras}
         sample[STATE] = pad_last_dim(item[STATE].float(), self.schema.state_dim)
-        sample[ACTION] = pad_last_dim(item[ACTION].float(), self.schema.action_dim)
-        sample[ACTION_IS_PAD] = item[ACTION_IS_PAD]
+        sample[ACTION] = pad_last_dim(actions, self.schema.action_dim)
+        sample[ACTION_IS_PAD] = is_pad
         sample[ACTION_DIM_MASK] = self._dim_mask
         sample[TASK] = self.task.instruction
         sample[TASK_ID] = self.task.task_id
         sample[SAMPLE_SEED] = self.task.task_id * _SEED_STRIDE + index
         return sample
+
+
+def _action_table(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    """All actions of the (episode-filtered) dataset, (N, A) float32, and each row's episode-last row."""
+    import numpy as np
+
+    columns = dataset.hf_dataset.select_columns([ACTION, "episode_index"]).with_format("numpy")
+    actions = torch.as_tensor(np.stack(columns[ACTION]), dtype=torch.float32)
+    episode = np.asarray(columns["episode_index"]).reshape(-1)
+    last_of_run = np.r_[np.nonzero(episode[1:] != episode[:-1])[0], len(episode) - 1]
+    run_lengths = np.diff(np.r_[-1, last_of_run])
+    return actions, torch.as_tensor(np.repeat(last_of_run, run_lengths))
