@@ -28,7 +28,7 @@ def run_demo(argv: list[str]) -> int:
         return code
     final = Path(cfg.training.output_directory) / cfg.tasks[-1].dirname / "best"
     print("\nLanguage switching of the final model:")
-    evaluate_main([str(final), f"--config-name={config_name}", "--max-frames=48", *overrides])
+    evaluate_main([str(final), f"--config-name={config_name}", "--max-frames=200", *overrides])
     report = write_report(Path(cfg.training.output_directory))
     print(f"report: {report} (+ PNGs beside it)")
     print(f"demo finished in {time.perf_counter() - started:.0f}s")
