@@ -24,48 +24,11 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.strategies import STRATEGIES, final_row, run_strategy  # noqa: E402
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
-from kuavo_train.curriculum.paths import stage_paths  # noqa: E402
-from kuavo_train.curriculum.run_all import run_all  # noqa: E402
-from kuavo_train.curriculum.stage import StageRunner  # noqa: E402
-from kuavo_train.data.prepare import prepare_curriculum_data  # noqa: E402
 from kuavo_train.demo.assets import ensure_demo_assets  # noqa: E402
-from kuavo_train.evaluation.results import CURRICULUM_RESULTS_FILE  # noqa: E402
 
 DEMO_CONFIG = "smolvla_sequential_demo"
-STRATEGIES = {
-    "naive": ["sequential.use_replay_buffer=false", "task.training.lr=1e-4", "policy.freeze_vlm_layers=0"],
-    "replay": ["task.training.lr=1e-4", "policy.freeze_vlm_layers=0"],
-    "default": [],
-}
-
-
-def run_sequential(name: str, out: Path, budget: list[str]) -> dict:
-    overrides = [*budget, *STRATEGIES[name], f"training.output_directory={out / name}"]
-    run_all(DEFAULT_CONFIG_DIR, DEMO_CONFIG, overrides)
-    return json.loads((out / name / CURRICULUM_RESULTS_FILE).read_text())
-
-
-def run_joint(out: Path, budget: list[str], stages: int, steps: int) -> dict:
-    """One run on an equal mix of every task, from scratch, with all stages' steps."""
-    last = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, [*budget, "task=tasks/task4_sorting"])
-    share = 1.0 / len(last.tasks)
-    mix = "{" + ", ".join(f"{t.key}: {share}" for t in last.tasks) + "}"
-    cfg = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, [
-        *budget, "task=tasks/task4_sorting", f"training.output_directory={out / 'joint'}",
-        f"sequential.stage{last.stage}_replay={mix}", f"training.max_steps_per_epoch={steps * stages}",
-        "task.training.lr=1e-4",  # x lr_scale of the demo config, like stage 1
-    ])
-    paths = stage_paths(cfg)
-    StageRunner(cfg, paths, prepare_curriculum_data(cfg, paths.run_root), init_path=None).run()
-    return json.loads((out / "joint" / CURRICULUM_RESULTS_FILE).read_text())
-
-
-def final_row(results: dict) -> tuple[dict[str, float], float, float | None]:
-    last_stage = max(results["loss_matrix"], key=int)
-    row = results["loss_matrix"][last_stage]
-    bwt = results["metrics"]["bwt"].get(last_stage)
-    return row, sum(row.values()) / len(row), bwt
 
 
 def format_table(all_results: dict[str, dict]) -> str:
@@ -84,17 +47,14 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "ablation")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per epoch of every stage")
     parser.add_argument("--epochs", type=int, default=5, help="epochs per stage")
-    parser.add_argument("--only", nargs="*", default=[*STRATEGIES, "joint"])
+    parser.add_argument("--only", nargs="*", default=list(STRATEGIES), choices=STRATEGIES)
     args = parser.parse_args()
     budget = [f"training.epochs_override={args.epochs}", f"training.max_steps_per_epoch={args.steps}"]
     ensure_demo_assets(load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG))
     all_results, seconds = {}, {}
     for name in args.only:
         started = time.perf_counter()
-        if name == "joint":
-            all_results[name] = run_joint(args.out, budget, stages=4, steps=args.steps)
-        else:
-            all_results[name] = run_sequential(name, args.out, budget)
+        all_results[name] = run_strategy(name, DEFAULT_CONFIG_DIR, DEMO_CONFIG, args.out, budget)
         seconds[name] = time.perf_counter() - started
     table = format_table(all_results)
     print("\nFinal validation loss of the last model on every task (lower is better); BWT > 0 = forgetting")

@@ -1,0 +1,74 @@
+"""Closed-loop success rate of a kuavo_train checkpoint on a sim task.
+
+The policy is the deployable one: :class:`SmolVLAPolicyWrapper` on the stage's ``best/`` dir, fed
+raw observations (uint8 camera image, 39-dim state, the task's instruction). Episodes run as one
+batch (one env per evaluation seed); every ``n_action_steps`` steps the policy predicts a chunk
+for all unfinished episodes, which is then executed open loop, as lerobot's action queue does.
+Evaluation seeds (``EVAL_SEED_OFFSET + i``) never overlap the demonstration seeds; the flow-matching
+noise is drawn from a generator seeded per (task, chunk), so a rerun gives the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmarks.sim.tasks import CAMERA_KEY, SimEnv, SimTask
+
+EVAL_SEED_OFFSET = 1_000_000
+
+
+@dataclass
+class EpisodeOutcome:
+    seed: int
+    success: bool
+    steps: int
+
+
+def evaluate_policy(policy, task: SimTask, episodes: int, image_size: int = 64,
+                    max_steps: int | None = None, seed: int = 0) -> list[EpisodeOutcome]:
+    """Run ``episodes`` closed-loop episodes of ``task``; ``policy`` is a SmolVLAPolicyWrapper."""
+    max_steps = max_steps or task.max_steps
+    seeds = [EVAL_SEED_OFFSET + seed * 10_000 + i for i in range(episodes)]
+    envs = [SimEnv(task, image_size) for _ in seeds]
+    for env, env_seed in zip(envs, seeds):
+        env.reset(env_seed)
+    done = [False] * len(envs)
+    steps = [max_steps] * len(envs)
+    generator = torch.Generator().manual_seed(seed * 100 + task.id)
+    t = 0
+    while t < max_steps and not all(done):
+        active = [i for i, d in enumerate(done) if not d]
+        chunk = _predict_chunk(policy, [envs[i] for i in active], task, generator)
+        for j, i in enumerate(active):
+            for k in range(min(chunk.shape[1], max_steps - t)):
+                if envs[i].step(chunk[j, k]):
+                    done[i], steps[i] = True, t + k + 1
+                    break
+        t += chunk.shape[1]
+    for env in envs:
+        env.close()
+    return [EpisodeOutcome(s, d, n) for s, d, n in zip(seeds, done, steps)]
+
+
+def _predict_chunk(policy, envs: list[SimEnv], task: SimTask, generator: torch.Generator) -> np.ndarray:
+    batch = {
+        CAMERA_KEY: np.stack([env.render() for env in envs]),
+        "observation.state": np.stack([env.obs for env in envs]),
+        "task": [task.instruction] * len(envs),
+    }
+    noise = torch.randn(policy.noise_shape(len(envs)), generator=generator)
+    return policy.predict_action_chunk(batch, noise=noise).cpu().numpy()
+
+
+def success_rate(outcomes: list[EpisodeOutcome]) -> float:
+    return float(np.mean([o.success for o in outcomes])) if outcomes else float("nan")
+
+
+def load_policy(checkpoint: Path, device: str = "cpu"):
+    from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import SmolVLAPolicyWrapper
+
+    return SmolVLAPolicyWrapper.from_pretrained(checkpoint, device=device)

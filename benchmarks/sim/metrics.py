@@ -1,0 +1,36 @@
+"""Continual-learning metrics on a success matrix S[stage][task] (success rates in [0, 1]).
+
+With T stages, S[i][j] is the success on task j of the model after stage i (1-based):
+  average success  A = mean_j S[T][j]
+  BWT              (1 / (T-1)) * sum_{j<T} (S[T][j] - S[j][j])   negative = forgetting
+                   (Lopez-Paz & Ranzato 2017; the sign is opposite to the loss-based BWT of
+                   curriculum_results.json, where positive = forgetting, because here higher is better)
+  forgetting_j     max_{i<T} S[i][j] - S[T][j] for j < T           (Chaudhry et al. 2018)
+"""
+
+from __future__ import annotations
+
+Matrix = dict[int, dict[int, float]]
+
+
+def final_average(matrix: Matrix) -> float:
+    row = matrix[max(matrix)]
+    return sum(row.values()) / len(row)
+
+
+def backward_transfer(matrix: Matrix, order: list[int]) -> float | None:
+    """Needs the diagonal: a sequential run's matrix, one row per stage in ``order``."""
+    if len(order) < 2 or any(stage not in matrix for stage in range(1, len(order) + 1)):
+        return None
+    last = matrix[len(order)]
+    deltas = [last[task] - matrix[stage][task] for stage, task in enumerate(order[:-1], start=1)]
+    return sum(deltas) / len(deltas)
+
+
+def forgetting(matrix: Matrix, order: list[int]) -> dict[int, float]:
+    stages = sorted(matrix)
+    if len(stages) < 2:
+        return {}
+    last = matrix[stages[-1]]
+    return {task: max(matrix[s][task] for s in stages[:-1] if s >= k) - last[task]
+            for k, task in enumerate(order[:-1], start=1)}

@@ -1,0 +1,183 @@
+"""Closed-loop proof of the curriculum: 4 Meta-World tasks, success matrices per training strategy.
+
+    .venv/bin/python benchmarks/sim/run.py --strategy all --docs     # all four, writes docs/benchmarks.md
+    .venv/bin/python benchmarks/sim/run.py --strategy default        # one strategy
+    .venv/bin/python benchmarks/sim/run.py --smoke                   # seconds-sized check of the pipeline
+
+For each strategy (benchmarks/strategies.py) it trains the curriculum of
+configs/policy/smolvla_sequential_metaworld.yaml with the real trainer, evaluates every stage's
+best/ checkpoint in closed loop on every task (success matrix S[stage][task], next to the
+validation-loss matrix of the same run) and prints average success, BWT and forgetting
+(benchmarks/sim/metrics.py). Expert demonstrations and the tiny backbone are made once under
+--out and reused. Needs the `sim` extra (pip install -e '.[sim]') and an OSMesa library
+(Debian: apt-get install libosmesa6); rendering is on the CPU.
+
+--full trains the real SmolVLA size (lerobot/smolvla_base, 512x512 inputs, bf16) on a GPU instead
+of the tiny backbone; it needs the weights in the HF cache or a network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.sim import tasks as sim_tasks  # noqa: E402  (sets MUJOCO_GL before MuJoCo loads)
+from benchmarks.sim.closed_loop import evaluate_policy, load_policy, success_rate  # noqa: E402
+from benchmarks.sim.demos import DemoSpec, write_task_demos  # noqa: E402
+from benchmarks.sim.metrics import backward_transfer, final_average, forgetting  # noqa: E402
+from benchmarks.sim.report import write_docs, format_summary  # noqa: E402
+from benchmarks.strategies import STRATEGIES, run_strategy  # noqa: E402
+from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
+from kuavo_train.config.schema import Config  # noqa: E402
+from kuavo_train.demo.tiny_backbone import build_tiny_backbone  # noqa: E402
+
+CONFIG_NAME = "smolvla_sequential_metaworld"
+RESULTS_FILE = "sim_results.json"
+FULL_OVERRIDES = [
+    "policy.pretrained_path=lerobot/smolvla_base",
+    "policy.vlm_model_name=HuggingFaceTB/SmolVLM2-500M-Video-Instruct",
+    "policy.load_vlm_weights=true", "policy.num_vlm_layers=16", "policy.freeze_vlm_layers=8",
+    "policy.resize_imgs_with_padding=[512,512]", "training.device=auto", "training.mixed_precision=bf16",
+    "training.lr_scale=1.0", "training.batch_size=32", "training.num_workers=4",
+]
+
+
+@dataclass
+class Budget:
+    demo: DemoSpec
+    epochs: int
+    steps_per_epoch: int
+    eval_episodes: int
+    eval_max_steps: int | None  # None = each task's own limit
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--strategy", nargs="+", default=["all"], choices=[*STRATEGIES, "all"],
+                        help="one or more strategies, or all (default)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "sim")
+    parser.add_argument("--episodes", type=int, default=24, help="expert demonstrations per task (2 are held out)")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per stage")
+    parser.add_argument("--steps", type=int, default=100, help="optimizer steps per epoch")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="closed-loop episodes per (checkpoint, task)")
+    parser.add_argument("--smoke", action="store_true", help="tiny everything: checks the pipeline in a minute or two")
+    parser.add_argument("--full", action="store_true", help="real SmolVLA size on a GPU instead of the tiny backbone")
+    parser.add_argument("--docs", type=Path, nargs="?", const=REPO_ROOT / "docs", default=None, metavar="DIR",
+                        help="write DIR/benchmarks.md and its heatmaps (DIR default: docs/)")
+    return parser.parse_args(argv)
+
+
+def budget_of(args: argparse.Namespace) -> Budget:
+    image_size = 224 if args.full else 64
+    if args.smoke:
+        return Budget(DemoSpec(episodes=3, image_size=image_size), epochs=1, steps_per_epoch=2,
+                      eval_episodes=1, eval_max_steps=16)
+    return Budget(DemoSpec(episodes=args.episodes, image_size=image_size), args.epochs, args.steps,
+                  args.eval_episodes, None)
+
+
+def config_overrides(out: Path, budget: Budget, full: bool) -> list[str]:
+    data_dir = out / f"demos_{budget.demo.image_size}px"
+    overrides = [f"data.roots.{t.name}={data_dir / t.dirname}" for t in sim_tasks.SIM_TASKS]
+    overrides += [f"data.cache_dir={out / 'cache'}", f"training.epochs_override={budget.epochs}",
+                  f"training.max_steps_per_epoch={budget.steps_per_epoch}"]
+    if budget.demo.episodes < 4:
+        overrides.append("training.validation_episodes=1")
+    return [*overrides, *FULL_OVERRIDES] if full else [*overrides, f"policy.vlm_model_name={out / 'tiny_smolvlm'}"]
+
+
+def check_tasks_match(cfg: Config) -> None:
+    """The training config and the simulator must describe the same tasks with the same instructions."""
+    for task_cfg, sim in zip(cfg.tasks, sim_tasks.SIM_TASKS, strict=True):
+        if (task_cfg.id, task_cfg.name, task_cfg.language_instruction) != (sim.id, sim.name, sim.instruction):
+            raise SystemExit(f"error: {task_cfg.name} in configs/policy/tasks/metaworld does not match "
+                             f"benchmarks/sim/tasks.py ({sim.name}: {sim.instruction!r}); keep them in sync")
+
+
+def build_assets(cfg: Config, budget: Budget, full: bool) -> None:
+    if not full:
+        build_tiny_backbone(Path(cfg.policy.vlm_model_name), seed=0,
+                            instructions=[t.language_instruction for t in cfg.tasks],
+                            image_size=cfg.policy.resize_imgs_with_padding[0], num_text_layers=cfg.policy.num_vlm_layers)
+    for task_cfg, sim in zip(cfg.tasks, sim_tasks.SIM_TASKS):
+        started = time.perf_counter()
+        write_task_demos(sim, Path(task_cfg.data.root), budget.demo)
+        print(f"demos: {sim.name} -> {task_cfg.data.root} ({time.perf_counter() - started:.0f}s)")
+
+
+def success_matrix(run_dir: Path, strategy: str, budget: Budget) -> tuple[dict[int, dict[int, float]], dict]:
+    """S[stage][task] for every stage's best/ (only the final model for the joint run)."""
+    stages = [len(sim_tasks.SIM_TASKS)] if strategy == "joint" else range(1, len(sim_tasks.SIM_TASKS) + 1)
+    final_dir = sim_tasks.SIM_TASKS[-1].dirname
+    matrix, episodes = {}, {}
+    for stage in stages:
+        dirname = final_dir if strategy == "joint" else sim_tasks.SIM_TASKS[stage - 1].dirname
+        policy = load_policy(run_dir / dirname / "best")
+        matrix[stage] = {}
+        for task in sim_tasks.SIM_TASKS:
+            outcomes = evaluate_policy(policy, task, budget.eval_episodes, budget.demo.image_size, budget.eval_max_steps)
+            matrix[stage][task.id] = success_rate(outcomes)
+            episodes[f"{stage}/{task.id}"] = [vars(o) for o in outcomes]
+            print(f"closed loop [{strategy}] stage {stage} model on {task.name}: "
+                  f"{sum(o.success for o in outcomes)}/{len(outcomes)} solved")
+    return matrix, episodes
+
+
+def evaluate_strategy(name: str, out: Path, overrides: list[str], budget: Budget) -> dict:
+    started = time.perf_counter()
+    losses = run_strategy(name, DEFAULT_CONFIG_DIR, CONFIG_NAME, out, overrides)
+    trained = time.perf_counter()
+    matrix, episodes = success_matrix(out / name, name, budget)
+    order = [t.id for t in sim_tasks.SIM_TASKS]
+    return {
+        "strategy": name,
+        "success_matrix": matrix,
+        "average_success": final_average(matrix),
+        "bwt_success": backward_transfer(matrix, order) if name != "joint" else None,
+        "forgetting_success": forgetting(matrix, order),
+        "loss_matrix": losses["loss_matrix"],
+        "loss_metrics": losses["metrics"],
+        "episodes": episodes,
+        "seconds": {"train": trained - started, "closed_loop": time.perf_counter() - trained},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    budget = budget_of(args)
+    out = args.out.resolve()
+    overrides = config_overrides(out, budget, args.full)
+    cfg = load_config(DEFAULT_CONFIG_DIR, CONFIG_NAME, overrides)
+    check_tasks_match(cfg)
+    started = time.perf_counter()
+    build_assets(cfg, budget, args.full)
+    demo_seconds = time.perf_counter() - started
+    names = list(STRATEGIES) if "all" in args.strategy else list(dict.fromkeys(args.strategy))
+    results = {name: evaluate_strategy(name, out, overrides, budget) for name in names}
+    summary = {
+        "command": " ".join(["benchmarks/sim/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": f"{platform.machine()} {platform.processor() or ''} {__import__('os').cpu_count()} CPUs".strip(),
+        "budget": {"episodes": budget.demo.episodes, "epochs": budget.epochs, "steps_per_epoch": budget.steps_per_epoch,
+                   "batch_size": cfg.training.batch_size, "eval_episodes": budget.eval_episodes},
+        "seconds": {"demos": demo_seconds, "total": time.perf_counter() - started},
+        "strategies": results,
+    }
+    (out / RESULTS_FILE).write_text(json.dumps(summary, indent=2))
+    print()
+    print(format_summary(summary))
+    print(f"\nresults: {out / RESULTS_FILE}")
+    if args.docs:
+        print(f"docs: {write_docs(summary, args.docs)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

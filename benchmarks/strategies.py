@@ -1,0 +1,66 @@
+"""The four training strategies the benchmarks compare, run through the real trainer.
+
+  naive    sequential fine-tuning: no replay, the stage-1 lr in every stage, no VLM layer freezing
+  replay   + replay at the configured shares (lr and freezing as naive)
+  default  replay + lower lr per stage + freezing the lower VLM layers (the shipped defaults)
+  joint    all tasks mixed in equal shares, trained at once from scratch with the summed budget
+           of the sequential stages (the multi-task upper bound)
+
+Used by benchmarks/forgetting_ablation.py (synthetic Kuavo data) and benchmarks/sim/run.py (Meta-World).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from kuavo_train.config.load import load_config
+from kuavo_train.curriculum.paths import stage_paths
+from kuavo_train.curriculum.run_all import run_all
+from kuavo_train.curriculum.stage import StageRunner
+from kuavo_train.data.prepare import prepare_curriculum_data
+from kuavo_train.evaluation.results import CURRICULUM_RESULTS_FILE
+
+SEQUENTIAL = {
+    "naive": ["sequential.use_replay_buffer=false", "task.training.lr=1e-4", "policy.freeze_vlm_layers=0"],
+    "replay": ["task.training.lr=1e-4", "policy.freeze_vlm_layers=0"],
+    "default": [],
+}
+STRATEGIES = (*SEQUENTIAL, "joint")
+
+
+def run_strategy(name: str, config_dir: Path, config_name: str, out: Path, overrides: list[str]) -> dict:
+    """Train ``name`` into ``out/name`` and return its curriculum_results.json."""
+    if name == "joint":
+        return run_joint(config_dir, config_name, out, overrides)
+    run_all(config_dir, config_name, [*overrides, *SEQUENTIAL[name], f"training.output_directory={out / name}"])
+    return json.loads((out / name / CURRICULUM_RESULTS_FILE).read_text())
+
+
+def run_joint(config_dir: Path, config_name: str, out: Path, overrides: list[str]) -> dict:
+    """One run of the last stage on an equal mix of every task, from scratch, with every stage's steps."""
+    base = load_config(config_dir, config_name, overrides)
+    last_task = f"task={base.curriculum[-1]}"
+    last = load_config(config_dir, config_name, [*overrides, last_task])
+    steps = last.training.max_steps_per_epoch
+    if steps is None:
+        raise ValueError("the joint strategy needs training.max_steps_per_epoch (its budget is the stages' summed steps)")
+    share = 1.0 / len(last.tasks)
+    mix = "{" + ", ".join(f"{t.key}: {share}" for t in last.tasks) + "}"
+    cfg = load_config(config_dir, config_name, [
+        *overrides, last_task, f"training.output_directory={out / 'joint'}",
+        f"sequential.stage{last.stage}_replay={mix}", "sequential.use_replay_buffer=true",
+        f"training.max_steps_per_epoch={steps * len(last.tasks)}",
+        "task.training.lr=1e-4",  # the stage-1 lr: training starts from scratch
+    ])
+    paths = stage_paths(cfg)
+    StageRunner(cfg, paths, prepare_curriculum_data(cfg, paths.run_root), init_path=None).run()
+    return json.loads((out / "joint" / CURRICULUM_RESULTS_FILE).read_text())
+
+
+def final_row(results: dict) -> tuple[dict[str, float], float, float | None]:
+    """The last model's loss per task, their average and the BWT of the last stage."""
+    last_stage = max(results["loss_matrix"], key=int)
+    row = results["loss_matrix"][last_stage]
+    bwt = results["metrics"]["bwt"].get(last_stage)
+    return row, sum(row.values()) / len(row), bwt
