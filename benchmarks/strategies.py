@@ -3,8 +3,10 @@
   naive    sequential fine-tuning: no replay, the stage-1 lr in every stage, no VLM layer freezing
   replay   + replay at the configured shares (lr and freezing as naive)
   default  replay + lower lr per stage + freezing the lower VLM layers (the shipped defaults)
-  joint    all tasks mixed in equal shares, trained at once from scratch with the summed budget
-           of the sequential stages (the multi-task upper bound)
+  joint    all tasks mixed in equal shares, trained at once from scratch (the multi-task upper bound);
+           same epochs, and a per-epoch step cap of (stages x training.max_steps_per_epoch). A stage
+           whose epoch is shorter than the cap runs fewer steps, so the joint run can get somewhat more
+           steps than the sequential ones in all: `optimizer_steps` below reports what each really ran.
 
 Used by benchmarks/forgetting_ablation.py (synthetic Kuavo data) and benchmarks/sim/run.py (Meta-World).
 """
@@ -33,7 +35,9 @@ def run_strategy(name: str, config_dir: Path, config_name: str, out: Path, overr
     """Train ``name`` into ``out/name`` and return its curriculum_results.json."""
     if name == "joint":
         return run_joint(config_dir, config_name, out, overrides)
-    run_all(config_dir, config_name, [*overrides, *SEQUENTIAL[name], f"training.output_directory={out / name}"])
+    code = run_all(config_dir, config_name, [*overrides, *SEQUENTIAL[name], f"training.output_directory={out / name}"])
+    if code == 130:
+        raise KeyboardInterrupt(f"{name}: training interrupted; its partial outputs are in {out / name}")
     return json.loads((out / name / CURRICULUM_RESULTS_FILE).read_text())
 
 
@@ -56,6 +60,11 @@ def run_joint(config_dir: Path, config_name: str, out: Path, overrides: list[str
     paths = stage_paths(cfg)
     StageRunner(cfg, paths, prepare_curriculum_data(cfg, paths.run_root), init_path=None).run()
     return json.loads((out / "joint" / CURRICULUM_RESULTS_FILE).read_text())
+
+
+def optimizer_steps(run_dir: Path) -> int:
+    """Optimizer steps a strategy really ran, summed over its stages' training_results.json."""
+    return sum(json.loads(p.read_text())["optimizer_steps"] for p in run_dir.glob("*/training_results.json"))
 
 
 def final_row(results: dict) -> tuple[dict[str, float], float, float | None]:

@@ -5,7 +5,8 @@ raw observations (uint8 camera image, 39-dim state, the task's instruction). Epi
 batch (one env per evaluation seed); every ``n_action_steps`` steps the policy predicts a chunk
 for all unfinished episodes, which is then executed open loop, as lerobot's action queue does.
 Evaluation seeds (``EVAL_SEED_OFFSET + i``) never overlap the demonstration seeds; the flow-matching
-noise is drawn from a generator seeded per (task, chunk), so a rerun gives the same numbers.
+noise comes from one generator seeded per task and drawn for the still-running episodes at every
+chunk, so a rerun of the same command gives the same numbers.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def success_rate(outcomes: list[EpisodeOutcome]) -> float:
     return float(np.mean([o.success for o in outcomes])) if outcomes else float("nan")
 
 
-def load_policy(checkpoint: Path, device: str = "cpu"):
+def load_policy(checkpoint: Path, device: str = "auto"):
     from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import SmolVLAPolicyWrapper
 
     return SmolVLAPolicyWrapper.from_pretrained(checkpoint, device=device)

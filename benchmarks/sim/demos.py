@@ -9,7 +9,6 @@ policy needs in closed loop. Episodes the expert fails are skipped (and counted)
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +53,9 @@ def record_episode(env: SimEnv, seed: int, action_noise: float, rng: np.random.G
     return None
 
 
-def _is_our_unfinished_write(root: Path, marker: Path) -> bool:
-    info = root / "meta" / "info.json"
-    return not marker.exists() and info.is_file() and json.loads(info.read_text()).get("robot_type") == ROBOT_TYPE
+def _writing_marker(root: Path) -> Path:
+    # Beside the dataset dir: lerobot's create() wants the dir itself not to exist yet.
+    return root.parent / f".{root.name}.writing"
 
 
 def write_task_demos(task: SimTask, root: Path, spec: DemoSpec) -> Path:
@@ -66,11 +65,14 @@ def write_task_demos(task: SimTask, root: Path, spec: DemoSpec) -> Path:
     marker = root / DONE_MARKER
     if marker.is_file() and marker.read_text() == spec.marker_text():
         return root
+    writing = _writing_marker(root)
     if root.exists():
-        if not _is_our_unfinished_write(root, marker):
+        if not writing.is_file():
             raise FileExistsError(f"{root} exists and is not a complete demo set of these settings "
                                   f"({DemoSpec.__name__} {spec.marker_text().strip()}); delete it or choose another --out")
-        shutil.rmtree(root)  # an interrupted write of ours: start over
+        shutil.rmtree(root)  # our own interrupted write (its marker is still there): start over
+    root.parent.mkdir(parents=True, exist_ok=True)
+    writing.write_text(spec.marker_text())
     dataset = LeRobotDataset.create(repo_id=f"sim/{task.name}", fps=FPS, features=features(spec.image_size),
                                     root=root, robot_type=ROBOT_TYPE, use_videos=False)
     env = SimEnv(task, spec.image_size)
@@ -90,4 +92,5 @@ def write_task_demos(task: SimTask, root: Path, spec: DemoSpec) -> Path:
     dataset.finalize()
     env.close()
     marker.write_text(spec.marker_text())
+    writing.unlink()
     return root

@@ -5,7 +5,8 @@ With T stages, S[i][j] is the success on task j of the model after stage i (1-ba
   BWT              (1 / (T-1)) * sum_{j<T} (S[T][j] - S[j][j])   negative = forgetting
                    (Lopez-Paz & Ranzato 2017; the sign is opposite to the loss-based BWT of
                    curriculum_results.json, where positive = forgetting, because here higher is better)
-  forgetting_j     max_{i<T} S[i][j] - S[T][j] for j < T           (Chaudhry et al. 2018)
+  forgetting_j     max_{k_j <= i < T} S[i][j] - S[T][j] for j < T, k_j = the stage that trains j
+                   (the best the task ever was after its own stage, minus where it ends; Chaudhry et al. 2018)
 """
 
 from __future__ import annotations

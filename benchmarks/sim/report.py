@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from benchmarks.sim.tasks import SIM_TASKS
 
 IMAGE_NAME = "sim_success_matrices.png"
+# Text below this line in docs/benchmarks.md is written by people and kept when --docs rewrites the tables.
+NOTES_MARKER = "<!-- notes: everything below is kept by benchmarks/sim/run.py --docs -->"
+
+
+def load_summary(path: Path) -> dict:
+    """sim_results.json as run.py holds it in memory (JSON turned the stage/task keys into strings)."""
+    summary = json.loads(path.read_text())
+    for result in summary["strategies"].values():
+        result["success_matrix"] = {int(stage): {int(task): value for task, value in row.items()}
+                                    for stage, row in result["success_matrix"].items()}
+        result["forgetting_success"] = {int(k): v for k, v in (result.get("forgetting_success") or {}).items()}
+    return summary
 
 
 def _pct(value: float | None) -> str:
@@ -17,9 +30,18 @@ def _signed_pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:+.0f} pts"
 
 
+def _forgetting(result: dict) -> str:
+    values = result.get("forgetting_success") or {}
+    if result["strategy"] == "joint" or not values:
+        return "-"
+    names = {t.id: t.name for t in SIM_TASKS}
+    return ", ".join(f"{names[int(task)]} {100 * value:.0f}" for task, value in values.items()) + " pts"
+
+
 def final_table(summary: dict) -> str:
-    header = "| strategy | " + " | ".join(t.name for t in SIM_TASKS) + " | average success | BWT (success) | final val. loss (avg) |"
-    lines = [header, "|" + "---|" * (len(SIM_TASKS) + 4)]
+    header = ("| strategy | " + " | ".join(t.name for t in SIM_TASKS)
+              + " | average success | BWT (success) | forgetting per task | final val. loss (avg) | optimizer steps |")
+    lines = [header, "|" + "---|" * (len(SIM_TASKS) + 6)]
     for name, result in summary["strategies"].items():
         matrix = result["success_matrix"]
         row = matrix[max(matrix)]
@@ -27,7 +49,7 @@ def final_table(summary: dict) -> str:
         cells = " | ".join(_pct(row[t.id]) for t in SIM_TASKS)
         avg_loss = sum(losses.values()) / len(losses)
         lines.append(f"| {name} | {cells} | {_pct(result['average_success'])} | {_signed_pct(result['bwt_success'])} "
-                     f"| {avg_loss:.3f} |")
+                     f"| {_forgetting(result)} | {avg_loss:.3f} | {result.get('optimizer_steps', '-')} |")
     return "\n".join(lines)
 
 
@@ -45,7 +67,8 @@ def matrix_table(result: dict) -> str:
 
 
 def format_summary(summary: dict) -> str:
-    parts = ["Closed-loop success of the final model per task (BWT < 0 = forgetting):", final_table(summary)]
+    parts = ["Closed-loop success of the final model per task (BWT < 0 = forgetting; forgetting = best success "
+             "after the task's own stage minus the final one):", final_table(summary)]
     for name, result in summary["strategies"].items():
         parts += ["", f"{name}: success S[stage][task] (validation loss)", matrix_table(result)]
     seconds = ", ".join(f"{n} {r['seconds']['train']:.0f}s train + {r['seconds']['closed_loop']:.0f}s closed loop"
@@ -95,9 +118,11 @@ def write_docs(summary: dict, docs_dir: Path) -> Path:
         "",
         f"Command: `.venv/bin/python {summary['command']}`  ",
         f"Machine: {summary['machine']}, tiny SmolVLM-architecture backbone (random init), CPU.  ",
-        f"Budget: {budget['episodes']} expert episodes per task (2 held out for validation), {budget['epochs']} epochs x "
-        f"{budget['steps_per_epoch']} steps x batch {budget['batch_size']} per stage (the joint run: the four stages' "
-        f"steps in one run), {budget['eval_episodes']} closed-loop episodes per (model, task) on seeds never used for "
+        f"Budget: {budget['episodes']} expert episodes per task ({budget['validation_episodes']} held out for validation), "
+        f"{budget['epochs']} epochs x "
+        f"at most {budget['steps_per_epoch']} steps x batch {budget['batch_size']} per stage (the joint run: at most "
+        f"{len(SIM_TASKS)} x {budget['steps_per_epoch']} steps per epoch; the steps each strategy really ran are in the "
+        f"table), {budget['eval_episodes']} closed-loop episodes per (model, task) on seeds never used for "
         "demonstrations.  ",
         f"Wall time: {summary['seconds']['total'] / 60:.1f} min in all.",
         "",
@@ -106,7 +131,8 @@ def write_docs(summary: dict, docs_dir: Path) -> Path:
         final_table(summary),
         "",
         "BWT (success) = mean over tasks 1-3 of (success of the final model - success right after the task's own stage);",
-        "negative = forgetting. The last column is the mean held-out validation loss of the same final model.",
+        "negative = forgetting. Forgetting of a task = its best success after its own stage minus its final success.",
+        "The last column is the mean held-out validation loss of the same final model.",
         "",
         f"![success matrices](img/{IMAGE_NAME})",
         "",
@@ -115,5 +141,6 @@ def write_docs(summary: dict, docs_dir: Path) -> Path:
     for name, result in summary["strategies"].items():
         sections += ["", f"### {name}", "", matrix_table(result)]
     path = docs_dir / "benchmarks.md"
-    path.write_text("\n".join(sections) + "\n")
+    notes = path.read_text().partition(NOTES_MARKER)[2] if path.is_file() else ""
+    path.write_text("\n".join(sections) + "\n\n" + NOTES_MARKER + (notes or "\n"))
     return path

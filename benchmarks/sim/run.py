@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -33,8 +34,8 @@ from benchmarks.sim import tasks as sim_tasks  # noqa: E402  (sets MUJOCO_GL bef
 from benchmarks.sim.closed_loop import evaluate_policy, load_policy, success_rate  # noqa: E402
 from benchmarks.sim.demos import DemoSpec, write_task_demos  # noqa: E402
 from benchmarks.sim.metrics import backward_transfer, final_average, forgetting  # noqa: E402
-from benchmarks.sim.report import write_docs, format_summary  # noqa: E402
-from benchmarks.strategies import STRATEGIES, run_strategy  # noqa: E402
+from benchmarks.sim.report import format_summary, load_summary, write_docs  # noqa: E402
+from benchmarks.strategies import STRATEGIES, optimizer_steps, run_strategy  # noqa: E402
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
 from kuavo_train.config.schema import Config  # noqa: E402
 from kuavo_train.demo.tiny_backbone import build_tiny_backbone  # noqa: E402
@@ -63,13 +64,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategy", nargs="+", default=["all"], choices=[*STRATEGIES, "all"],
                         help="one or more strategies, or all (default)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "outputs" / "sim")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output dir (default outputs/sim, outputs/sim_smoke with --smoke); a strategy's dir "
+                             "that already exists is refused, demos and backbone are reused")
     parser.add_argument("--episodes", type=int, default=24, help="expert demonstrations per task (2 are held out)")
     parser.add_argument("--epochs", type=int, default=8, help="epochs per stage")
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps per epoch")
     parser.add_argument("--eval-episodes", type=int, default=10, help="closed-loop episodes per (checkpoint, task)")
     parser.add_argument("--smoke", action="store_true", help="tiny everything: checks the pipeline in a minute or two")
     parser.add_argument("--full", action="store_true", help="real SmolVLA size on a GPU instead of the tiny backbone")
+    parser.add_argument("--report-only", action="store_true",
+                        help="no training: print (and with --docs write) the tables of <out>/sim_results.json again")
     parser.add_argument("--docs", type=Path, nargs="?", const=REPO_ROOT / "docs", default=None, metavar="DIR",
                         help="write DIR/benchmarks.md and its heatmaps (DIR default: docs/)")
     return parser.parse_args(argv)
@@ -85,13 +90,21 @@ def budget_of(args: argparse.Namespace) -> Budget:
 
 
 def config_overrides(out: Path, budget: Budget, full: bool) -> list[str]:
-    data_dir = out / f"demos_{budget.demo.image_size}px"
+    data_dir = out / f"demos_{budget.demo.episodes}ep_{budget.demo.image_size}px"
     overrides = [f"data.roots.{t.name}={data_dir / t.dirname}" for t in sim_tasks.SIM_TASKS]
     overrides += [f"data.cache_dir={out / 'cache'}", f"training.epochs_override={budget.epochs}",
                   f"training.max_steps_per_epoch={budget.steps_per_epoch}"]
     if budget.demo.episodes < 4:
         overrides.append("training.validation_episodes=1")
     return [*overrides, *FULL_OVERRIDES] if full else [*overrides, f"policy.vlm_model_name={out / 'tiny_smolvlm'}"]
+
+
+def refuse_existing_runs(out: Path, names: list[str]) -> None:
+    """A finished stage would be skipped and its old model evaluated under the new budget: never mix runs."""
+    existing = [str(out / name) for name in names if (out / name).exists()]
+    if existing:
+        raise SystemExit(f"error: {', '.join(existing)} already exist(s) (an earlier run); delete them or choose "
+                         "another --out (demos and the backbone under --out are reused)")
 
 
 def check_tasks_match(cfg: Config) -> None:
@@ -113,14 +126,14 @@ def build_assets(cfg: Config, budget: Budget, full: bool) -> None:
         print(f"demos: {sim.name} -> {task_cfg.data.root} ({time.perf_counter() - started:.0f}s)")
 
 
-def success_matrix(run_dir: Path, strategy: str, budget: Budget) -> tuple[dict[int, dict[int, float]], dict]:
+def success_matrix(run_dir: Path, strategy: str, budget: Budget, device: str) -> tuple[dict[int, dict[int, float]], dict]:
     """S[stage][task] for every stage's best/ (only the final model for the joint run)."""
     stages = [len(sim_tasks.SIM_TASKS)] if strategy == "joint" else range(1, len(sim_tasks.SIM_TASKS) + 1)
     final_dir = sim_tasks.SIM_TASKS[-1].dirname
     matrix, episodes = {}, {}
     for stage in stages:
         dirname = final_dir if strategy == "joint" else sim_tasks.SIM_TASKS[stage - 1].dirname
-        policy = load_policy(run_dir / dirname / "best")
+        policy = load_policy(run_dir / dirname / "best", device)
         matrix[stage] = {}
         for task in sim_tasks.SIM_TASKS:
             outcomes = evaluate_policy(policy, task, budget.eval_episodes, budget.demo.image_size, budget.eval_max_steps)
@@ -131,11 +144,11 @@ def success_matrix(run_dir: Path, strategy: str, budget: Budget) -> tuple[dict[i
     return matrix, episodes
 
 
-def evaluate_strategy(name: str, out: Path, overrides: list[str], budget: Budget) -> dict:
+def evaluate_strategy(name: str, out: Path, overrides: list[str], budget: Budget, device: str) -> dict:
     started = time.perf_counter()
     losses = run_strategy(name, DEFAULT_CONFIG_DIR, CONFIG_NAME, out, overrides)
     trained = time.perf_counter()
-    matrix, episodes = success_matrix(out / name, name, budget)
+    matrix, episodes = success_matrix(out / name, name, budget, device)
     order = [t.id for t in sim_tasks.SIM_TASKS]
     return {
         "strategy": name,
@@ -146,36 +159,52 @@ def evaluate_strategy(name: str, out: Path, overrides: list[str], budget: Budget
         "loss_matrix": losses["loss_matrix"],
         "loss_metrics": losses["metrics"],
         "episodes": episodes,
+        "optimizer_steps": optimizer_steps(out / name),
         "seconds": {"train": trained - started, "closed_loop": time.perf_counter() - trained},
     }
+
+
+def machine_description() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in (cpuinfo.read_text().splitlines() if cpuinfo.is_file() else [])
+              if line.startswith("model name")]
+    return f"{models[0] if models else platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     budget = budget_of(args)
-    out = args.out.resolve()
+    out = (args.out or REPO_ROOT / "outputs" / ("sim_smoke" if args.smoke else "sim")).resolve()
+    if args.report_only:
+        return report(load_summary(out / RESULTS_FILE), args.docs)
+    names = list(STRATEGIES) if "all" in args.strategy else list(dict.fromkeys(args.strategy))
+    refuse_existing_runs(out, names)
     overrides = config_overrides(out, budget, args.full)
     cfg = load_config(DEFAULT_CONFIG_DIR, CONFIG_NAME, overrides)
     check_tasks_match(cfg)
     started = time.perf_counter()
     build_assets(cfg, budget, args.full)
     demo_seconds = time.perf_counter() - started
-    names = list(STRATEGIES) if "all" in args.strategy else list(dict.fromkeys(args.strategy))
-    results = {name: evaluate_strategy(name, out, overrides, budget) for name in names}
+    results = {name: evaluate_strategy(name, out, overrides, budget, cfg.training.device) for name in names}
     summary = {
         "command": " ".join(["benchmarks/sim/run.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": f"{platform.machine()} {platform.processor() or ''} {__import__('os').cpu_count()} CPUs".strip(),
-        "budget": {"episodes": budget.demo.episodes, "epochs": budget.epochs, "steps_per_epoch": budget.steps_per_epoch,
+        "machine": machine_description(),
+        "budget": {"episodes": budget.demo.episodes, "validation_episodes": cfg.training.validation_episodes,
+                   "epochs": budget.epochs, "steps_per_epoch": budget.steps_per_epoch,
                    "batch_size": cfg.training.batch_size, "eval_episodes": budget.eval_episodes},
         "seconds": {"demos": demo_seconds, "total": time.perf_counter() - started},
         "strategies": results,
     }
     (out / RESULTS_FILE).write_text(json.dumps(summary, indent=2))
+    print(f"\nresults: {out / RESULTS_FILE}")
+    return report(summary, args.docs)
+
+
+def report(summary: dict, docs_dir: Path | None) -> int:
     print()
     print(format_summary(summary))
-    print(f"\nresults: {out / RESULTS_FILE}")
-    if args.docs:
-        print(f"docs: {write_docs(summary, args.docs)}")
+    if docs_dir is not None:
+        print(f"docs: {write_docs(summary, docs_dir)}")
     return 0
 
 

@@ -1,8 +1,9 @@
 """The four Meta-World tasks of the closed-loop benchmark and the environment they run in.
 
 Why these four (curriculum order): three of them share ONE scene — the Sawyer arm, a puck on the
-table and a goal point — and differ only in what to do with it, so the language instruction is
-the only thing that tells the policy which behaviour is wanted:
+table and a goal point — and differ in what to do with it, so the language instruction is what
+tells the policy which behaviour is wanted (the state helps only partly: push's goal lies on the
+table, while reach and pick-place both draw theirs in the air, from overlapping ranges):
 
   1 reach        move the gripper to the goal                     (skill: reach)
   2 push         slide the puck along the table to the goal       (reach + push)
@@ -24,6 +25,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 # MuJoCo picks its GL backend at import time: software rendering (no display, no GPU).
 os.environ.setdefault("MUJOCO_GL", "osmesa")
@@ -66,14 +68,20 @@ def task_by_name(name: str) -> SimTask:
     raise ValueError(f"unknown sim task '{name}'; known: {[t.name for t in SIM_TASKS]}")
 
 
+@lru_cache(maxsize=None)
+def _benchmark(env_name: str):
+    """Meta-World's MT1 set-up of a task (costs seconds: it builds an env and samples 50 tasks), made once."""
+    import metaworld  # heavy import (MuJoCo), only when an env is built
+
+    return metaworld.MT1(env_name, seed=0)
+
+
 class SimEnv:
     """One Meta-World task with seeded resets, the goal in the observation and a rendered camera."""
 
     def __init__(self, task: SimTask, image_size: int = 64):
-        import metaworld  # heavy import (MuJoCo), only when an env is built
-
         self.task = task
-        benchmark = metaworld.MT1(task.env_name, seed=0)
+        benchmark = _benchmark(task.env_name)
         self._env = benchmark.train_classes[task.env_name](
             render_mode="rgb_array", camera_name="corner2", width=image_size, height=image_size)
         self._env.set_task(benchmark.train_tasks[0])

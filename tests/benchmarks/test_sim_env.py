@@ -81,3 +81,15 @@ def test_expert_demos_are_a_lerobot_dataset_our_checker_accepts(tmp_path):
     assert write_task_demos(SIM_TASKS[0], root, DemoSpec(episodes=2, image_size=32)) == root
     with pytest.raises(FileExistsError, match="delete it or choose another --out"):
         write_task_demos(SIM_TASKS[0], root, DemoSpec(episodes=3, image_size=32))
+
+
+def test_a_dir_the_writer_did_not_start_is_refused_and_left_alone(tmp_path):
+    from benchmarks.sim.demos import DemoSpec, write_task_demos
+    from benchmarks.sim.tasks import SIM_TASKS
+
+    foreign = tmp_path / "reach"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="delete it or choose another --out"):
+        write_task_demos(SIM_TASKS[0], foreign, DemoSpec(episodes=1, image_size=32))
+    assert (foreign / "mine.txt").read_text() == "user data"
