@@ -92,8 +92,7 @@ def run_stage(cfg: Config) -> StageResult:
         print(format_plan(plan_stage(cfg, data)))
         return StageResult("planned")
     init_path = starting_checkpoint(cfg)
-    if dist.is_main:
-        _check_output_writable(paths)
+    dist.main_does(lambda: _check_output_writable(paths))
     return StageRunner(cfg, paths, data, init_path, dist).run()
 
 
@@ -106,12 +105,8 @@ def starting_checkpoint(cfg: Config) -> str | Path | None:
 
 def _prepare_data_once(cfg: Config, paths: StagePaths, dist: DistContext) -> CurriculumData:
     """Rank 0 ingests and writes the shared files first; the other ranks then read them."""
-    if not dist.is_main:
-        dist.barrier()
-    data = prepare_curriculum_data(cfg, paths.run_root)
-    if dist.is_main:
-        dist.barrier()
-    return data
+    data = dist.main_does(lambda: prepare_curriculum_data(cfg, paths.run_root))
+    return data if dist.is_main else prepare_curriculum_data(cfg, paths.run_root)
 
 
 def _check_output_writable(paths: StagePaths) -> None:
@@ -152,9 +147,7 @@ class StageRunner:
         """last/ of this run, if any. A retraining (overwrite) run only resumes its own last/."""
         marker = self.paths.retraining_marker
         if not marker.exists() and self.cfg.training.overwrite:
-            if self.dist.is_main:
-                write_json_atomically(marker, {"run_id": uuid.uuid4().hex})
-            self.dist.barrier()
+            self.dist.main_does(lambda: write_json_atomically(marker, {"run_id": uuid.uuid4().hex}))
             return None
         if not self.cfg.training.resume or not is_complete_policy_dir(self.paths.last):
             return None
@@ -356,15 +349,15 @@ class StageRunner:
             "best_loss": self.state.best_loss if math.isfinite(self.state.best_loss) else None,
             "run_id": self.run_id,
         }
-        if not self.dist.is_main:
-            self.dist.barrier()
-            return
-        state = None
-        if with_state:
-            state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                     "loop": asdict(self.state), "rng": rng_state()}
-        save_policy_dir(target, self.policy, self.preprocessor, self.postprocessor, self.data.schema, meta, state)
-        self.dist.barrier()
+
+        def save() -> None:
+            state = None
+            if with_state:
+                state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                         "loop": asdict(self.state), "rng": rng_state()}
+            save_policy_dir(target, self.policy, self.preprocessor, self.postprocessor, self.data.schema, meta, state)
+
+        self.dist.main_does(save)
 
     # ---- the end ------------------------------------------------------------------------------
     def _finish(self) -> StageResult:
@@ -380,18 +373,9 @@ class StageRunner:
         criteria = success_criteria(seen, self.task.id, self.stage, self.cfg.criteria)
         self.log.echo(format_criteria_table(criteria, self.stage))
         passed = all(c.passed for c in criteria)
+        self.dist.main_does(lambda: self._publish(losses, seen, criteria, verdicts))
         if not self.dist.is_main:
-            self.dist.barrier()
             return StageResult("complete", criteria_passed=passed, results_path=self.paths.results)
-        if self.paths.best_running.is_dir():
-            write_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
-        self._warn_stale_later_stages()
-        results = self._results(losses, seen, criteria, verdicts)
-        write_json_atomically(self.paths.results, results)
-        shutil.rmtree(self.paths.best_running, ignore_errors=True)
-        self.paths.retraining_marker.unlink(missing_ok=True)
-        write_curriculum_results(self.cfg, self.paths.run_root)
-        self.dist.barrier()
         self.log.echo(f"Stage {self.stage} done: best {self.paths.best}  results {self.paths.results}")
         if not passed:
             self.log.echo("⚠️  Some success criteria failed (see the table above)." +
@@ -412,6 +396,16 @@ class StageRunner:
         from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
         SmolVLAPolicy._load_as_safetensor(self.policy, str(policy_dir / "model.safetensors"), str(self.device), strict=True)
+
+    def _publish(self, losses, seen, criteria, verdicts) -> None:
+        """Rank 0: best/ from best_running/, the results files, and the clean-up of the run's markers."""
+        if self.paths.best_running.is_dir():
+            write_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
+        self._warn_stale_later_stages()
+        write_json_atomically(self.paths.results, self._results(losses, seen, criteria, verdicts))
+        shutil.rmtree(self.paths.best_running, ignore_errors=True)
+        self.paths.retraining_marker.unlink(missing_ok=True)
+        write_curriculum_results(self.cfg, self.paths.run_root)
 
     def _results(self, losses, seen, criteria, verdicts) -> dict:
         cfg, task = self.cfg, self.task

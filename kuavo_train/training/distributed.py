@@ -3,7 +3,8 @@
 Each rank trains on its stride of the replay-mixed stream (``ReplayMixSampler(num_replicas,
 rank)``) with ``training.batch_size / world_size`` samples per step; gradients are averaged with
 an all-reduce after backward, so a step equals a 1-process step on the global batch. Rank 0 alone
-writes checkpoints, results and logs; validation shards are reduced across ranks.
+writes checkpoints, results and logs (``main_does``: the other ranks wait, and an error there stops
+every rank); validation shards are reduced across ranks.
 
 A single process (plain ``python ...``) never initialises torch.distributed.
 """
@@ -12,9 +13,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import torch
 import torch.distributed as dist
+
+from kuavo_train.errors import KuavoError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -33,10 +39,6 @@ class DistContext:
     def enabled(self) -> bool:
         return self.world_size > 1
 
-    def barrier(self) -> None:
-        if self.enabled:
-            dist.barrier()
-
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.enabled:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
@@ -53,6 +55,24 @@ class DistContext:
         for g in grads:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def main_does(self, work: Callable[[], T]) -> T | None:
+        """Run ``work`` on rank 0 while the other ranks wait; returns its result on rank 0, None elsewhere.
+
+        An error in ``work`` is raised on every rank (the others get a KuavoError pointing at rank 0)
+        instead of leaving them blocked at a barrier until the process-group timeout.
+        """
+        result, error = None, None
+        if self.is_main:
+            try:
+                result = work()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
+                error = exc
+        if self.any(error is not None):
+            if error is not None:
+                raise error
+            raise KuavoError("rank 0 failed (its error is above); stopping this rank too")
+        return result
 
     def any(self, flag: bool) -> bool:
         """True on every rank when ``flag`` is True on any rank."""
