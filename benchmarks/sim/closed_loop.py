@@ -30,11 +30,11 @@ class EpisodeOutcome:
 
 
 def evaluate_policy(policy, task: SimTask, episodes: int, image_size: int = 64,
-                    max_steps: int | None = None, seed: int = 0) -> list[EpisodeOutcome]:
+                    max_steps: int | None = None, seed: int = 0, compact_state: bool = False) -> list[EpisodeOutcome]:
     """Run ``episodes`` closed-loop episodes of ``task``; ``policy`` is a SmolVLAPolicyWrapper."""
     max_steps = max_steps or task.max_steps
     seeds = [EVAL_SEED_OFFSET + seed * 10_000 + i for i in range(episodes)]
-    envs = [SimEnv(task, image_size) for _ in seeds]
+    envs = [SimEnv(task, image_size, compact_state) for _ in seeds]
     for env, env_seed in zip(envs, seeds):
         env.reset(env_seed)
     done = [False] * len(envs)
@@ -58,7 +58,7 @@ def evaluate_policy(policy, task: SimTask, episodes: int, image_size: int = 64,
 def _predict_chunk(policy, envs: list[SimEnv], task: SimTask, generator: torch.Generator) -> np.ndarray:
     batch = {
         CAMERA_KEY: np.stack([env.render() for env in envs]),
-        "observation.state": np.stack([env.obs for env in envs]),
+        "observation.state": np.stack([env.state for env in envs]),
         "task": [task.instruction] * len(envs),
     }
     noise = torch.randn(policy.noise_shape(len(envs)), generator=generator)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.sim.tasks import ACTION_DIM, CAMERA_KEY, FPS, STATE_DIM, SimEnv, SimTask
+from benchmarks.sim.tasks import ACTION_DIM, CAMERA_KEY, COMPACT_STATE, FPS, STATE_DIM, SimEnv, SimTask
 
 DONE_MARKER = ".complete"
 ROBOT_TYPE = "sawyer_sim"
@@ -27,15 +27,20 @@ class DemoSpec:
     image_size: int = 64
     action_noise: float = 0.1
     seed: int = 0
+    compact_state: bool = False
+
+    @property
+    def state_dim(self) -> int:
+        return len(COMPACT_STATE) if self.compact_state else STATE_DIM
 
     def marker_text(self) -> str:
-        return f"{self.episodes} {self.image_size} {self.action_noise} {self.seed}\n"
+        return f"{self.episodes} {self.image_size} {self.action_noise} {self.seed} {self.state_dim}\n"
 
 
-def features(image_size: int) -> dict:
+def features(image_size: int, state_dim: int = STATE_DIM) -> dict:
     return {
         CAMERA_KEY: {"dtype": "image", "shape": (image_size, image_size, 3), "names": ["height", "width", "channels"]},
-        "observation.state": {"dtype": "float32", "shape": (STATE_DIM,), "names": None},
+        "observation.state": {"dtype": "float32", "shape": (state_dim,), "names": None},
         "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": None},
     }
 
@@ -46,7 +51,7 @@ def record_episode(env: SimEnv, seed: int, action_noise: float, rng: np.random.G
     env.reset(seed)
     for _ in range(env.task.max_steps):
         action = env.expert_action()
-        frames.append({CAMERA_KEY: env.render(), "observation.state": env.obs.copy(), "action": action})
+        frames.append({CAMERA_KEY: env.render(), "observation.state": env.state.copy(), "action": action})
         executed = action + rng.normal(0.0, action_noise, size=action.shape).astype(np.float32)
         if env.step(executed):
             return frames
@@ -73,9 +78,9 @@ def write_task_demos(task: SimTask, root: Path, spec: DemoSpec) -> Path:
         shutil.rmtree(root)  # our own interrupted write (its marker is still there): start over
     root.parent.mkdir(parents=True, exist_ok=True)
     writing.write_text(spec.marker_text())
-    dataset = LeRobotDataset.create(repo_id=f"sim/{task.name}", fps=FPS, features=features(spec.image_size),
+    dataset = LeRobotDataset.create(repo_id=f"sim/{task.name}", fps=FPS, features=features(spec.image_size, spec.state_dim),
                                     root=root, robot_type=ROBOT_TYPE, use_videos=False)
-    env = SimEnv(task, spec.image_size)
+    env = SimEnv(task, spec.image_size, spec.compact_state)
     rng = np.random.default_rng(spec.seed * 1000 + task.id)
     seed, failed = spec.seed * 100_000, 0
     while dataset.meta.total_episodes < spec.episodes:

@@ -13,7 +13,8 @@ validation-loss matrix of the same run) and prints average success, BWT and forg
 (Debian: apt-get install libosmesa6); rendering is on the CPU.
 
 --full trains the real SmolVLA size (lerobot/smolvla_base, 512x512 inputs, bf16) on a GPU instead
-of the tiny backbone; it needs the weights in the HF cache or a network.
+of the tiny backbone, on 224x224 renders and the compact 21-value state (the pretrained model takes
+at most 32 state values); it needs the weights in the HF cache or a network. Not yet run by us.
 """
 
 from __future__ import annotations
@@ -83,14 +84,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def budget_of(args: argparse.Namespace) -> Budget:
     image_size = 224 if args.full else 64
     if args.smoke:
-        return Budget(DemoSpec(episodes=3, image_size=image_size), epochs=1, steps_per_epoch=2,
+        return Budget(DemoSpec(episodes=3, image_size=image_size, compact_state=args.full), epochs=1, steps_per_epoch=2,
                       eval_episodes=1, eval_max_steps=16)
-    return Budget(DemoSpec(episodes=args.episodes, image_size=image_size), args.epochs, args.steps,
+    return Budget(DemoSpec(episodes=args.episodes, image_size=image_size, compact_state=args.full), args.epochs, args.steps,
                   args.eval_episodes, None)
 
 
 def config_overrides(out: Path, budget: Budget, full: bool) -> list[str]:
-    data_dir = out / f"demos_{budget.demo.episodes}ep_{budget.demo.image_size}px"
+    demo = budget.demo
+    data_dir = out / f"demos_{demo.episodes}ep_{demo.image_size}px_{demo.state_dim}d"
     overrides = [f"data.roots.{t.name}={data_dir / t.dirname}" for t in sim_tasks.SIM_TASKS]
     overrides += [f"data.cache_dir={out / 'cache'}", f"training.epochs_override={budget.epochs}",
                   f"training.max_steps_per_epoch={budget.steps_per_epoch}"]
@@ -136,7 +138,8 @@ def success_matrix(run_dir: Path, strategy: str, budget: Budget, device: str) ->
         policy = load_policy(run_dir / dirname / "best", device)
         matrix[stage] = {}
         for task in sim_tasks.SIM_TASKS:
-            outcomes = evaluate_policy(policy, task, budget.eval_episodes, budget.demo.image_size, budget.eval_max_steps)
+            outcomes = evaluate_policy(policy, task, budget.eval_episodes, budget.demo.image_size, budget.eval_max_steps,
+                                       compact_state=budget.demo.compact_state)
             matrix[stage][task.id] = success_rate(outcomes)
             episodes[f"{stage}/{task.id}"] = [vars(o) for o in outcomes]
             print(f"closed loop [{strategy}] stage {stage} model on {task.name}: "

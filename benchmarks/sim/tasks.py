@@ -17,7 +17,8 @@ scene that reuses the pushing skill, so the benchmark also shows transfer, not o
 
 Observations are Meta-World's full 39-dim vector with the goal visible (hand xyz, gripper
 opening, object poses, the previous frame, goal xyz) plus one 64x64 RGB camera; actions are
-the 4-dim end-effector delta + gripper command in [-1, 1].
+the 4-dim end-effector delta + gripper command in [-1, 1]. The compact state (``--full``: the
+pretrained SmolVLA takes at most 32 state values) drops the previous frame: 21 values.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ import numpy as np  # noqa: E402
 
 CAMERA_KEY = "observation.images.corner"
 STATE_DIM = 39
+# Meta-World's observation without the previous frame (values 18-35): hand, gripper, 2 object poses, goal.
+COMPACT_STATE = np.r_[0:18, 36:39]
 ACTION_DIM = 4
 FPS = 80  # Meta-World's control rate
 
@@ -79,8 +82,9 @@ def _benchmark(env_name: str):
 class SimEnv:
     """One Meta-World task with seeded resets, the goal in the observation and a rendered camera."""
 
-    def __init__(self, task: SimTask, image_size: int = 64):
+    def __init__(self, task: SimTask, image_size: int = 64, compact_state: bool = False):
         self.task = task
+        self.compact_state = compact_state
         benchmark = _benchmark(task.env_name)
         self._env = benchmark.train_classes[task.env_name](
             render_mode="rgb_array", camera_name="corner2", width=image_size, height=image_size)
@@ -91,6 +95,11 @@ class SimEnv:
         self._env.model.cam_pos[2] = [0.75, 0.075, 0.7]  # corner2 moved closer, as lerobot's MetaworldEnv does
         self._disable_shadows_and_reflections()
         self.obs: np.ndarray | None = None
+
+    @property
+    def state(self) -> np.ndarray:
+        """The policy's state input: the full observation, or its compact part."""
+        return self.obs[COMPACT_STATE] if self.compact_state else self.obs
 
     def _disable_shadows_and_reflections(self) -> None:
         # Software rendering of the shadow and reflection passes takes ~85% of a frame (150 ms -> 23 ms at 64x64).

@@ -14,9 +14,13 @@ class FakeEnv:
 
     solve_at: dict[int, int] = {}
 
-    def __init__(self, task, image_size):
+    def __init__(self, task, image_size, compact_state=False):
         self.obs = np.zeros(39, dtype=np.float32)
         self.steps = self.renders = 0
+
+    @property
+    def state(self):
+        return self.obs
 
     def reset(self, seed):
         self.target = self.solve_at[seed - closed_loop.EVAL_SEED_OFFSET]

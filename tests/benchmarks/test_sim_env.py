@@ -24,6 +24,17 @@ def test_reset_is_deterministic_per_seed_and_renders_the_scene():
     assert image.shape == (32, 32, 3) and image.dtype == np.uint8 and image.std() > 10
 
 
+def test_compact_state_drops_the_previous_frame_and_keeps_the_goal():
+    from benchmarks.sim.tasks import SIM_TASKS, SimEnv
+
+    env = SimEnv(SIM_TASKS[0], image_size=32, compact_state=True)
+    obs = env.reset(3).copy()
+    state = env.state
+    env.close()
+    assert state.shape == (21,) and state.shape[0] <= 32  # fits the pretrained SmolVLA's max_state_dim
+    np.testing.assert_array_equal(state, np.concatenate([obs[:18], obs[36:]]))
+
+
 class ExpertAsPolicy:
     """Stands in for SmolVLAPolicyWrapper: chunks of one expert action per env (checks the scorer, not a model)."""
 
@@ -46,8 +57,8 @@ def test_closed_loop_scores_the_expert_as_solving_and_a_still_arm_as_failing(mon
     from benchmarks.sim.tasks import SIM_TASKS, SimEnv
 
     created = []
-    monkeypatch.setattr(closed_loop, "SimEnv", lambda task, size: created.append(SimEnv(task, size)) or created[-1])
-    expert = ExpertAsPolicy(lambda state: next(e for e in created if np.array_equal(e.obs, state)))
+    monkeypatch.setattr(closed_loop, "SimEnv", lambda *args: created.append(SimEnv(*args)) or created[-1])
+    expert = ExpertAsPolicy(lambda state: next(e for e in created if np.array_equal(e.state, state)))
     outcomes = closed_loop.evaluate_policy(expert, SIM_TASKS[0], episodes=2, image_size=32)
     assert closed_loop.success_rate(outcomes) == 1.0
     assert all(0 < o.steps < SIM_TASKS[0].max_steps for o in outcomes)

@@ -19,10 +19,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank: int, port: int, results) -> None:
+def _worker(rank: int, port: int, out_dir) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=2)
     ctx = DistContext(world_size=2, rank=rank)
+    outcome = "not reached"
     try:
         assert ctx.main_does(lambda: "written") == ("written" if rank == 0 else None)
 
@@ -30,21 +31,20 @@ def _worker(rank: int, port: int, results) -> None:
             raise OSError("disk full")
 
         ctx.main_does(fail)
-        results[rank] = "no error"
+        outcome = "no error"
     except OSError as exc:
-        results[rank] = f"OSError: {exc}"
+        outcome = f"OSError: {exc}"
     except KuavoError as exc:
-        results[rank] = f"KuavoError: {exc}"
+        outcome = f"KuavoError: {exc}"
     finally:
         dist.destroy_process_group()
+        (out_dir / f"rank{rank}.txt").write_text(outcome)
 
 
-def test_rank0_error_reaches_every_rank():
-    with mp.Manager() as manager:
-        results = manager.dict()
-        mp.start_processes(_worker, args=(_free_port(), results), nprocs=2, start_method="spawn", join=True)
-        assert results[0] == "OSError: disk full"
-        assert results[1].startswith("KuavoError: rank 0 failed")
+def test_rank0_error_reaches_every_rank(tmp_path):
+    mp.start_processes(_worker, args=(_free_port(), tmp_path), nprocs=2, start_method="spawn", join=True)
+    assert (tmp_path / "rank0.txt").read_text() == "OSError: disk full"
+    assert (tmp_path / "rank1.txt").read_text().startswith("KuavoError: rank 0 failed")
 
 
 def test_single_process_runs_and_raises_directly():
