@@ -67,9 +67,13 @@ def optimizer_steps(run_dir: Path) -> int:
     return sum(json.loads(p.read_text())["optimizer_steps"] for p in run_dir.glob("*/training_results.json"))
 
 
+def final_losses(loss_matrix: dict[str, dict[str, float]]) -> tuple[dict[str, float], float]:
+    """The last model's row of a curriculum loss matrix and its average."""
+    row = loss_matrix[max(loss_matrix, key=int)]
+    return row, sum(row.values()) / len(row)
+
+
 def final_row(results: dict) -> tuple[dict[str, float], float, float | None]:
     """The last model's loss per task, their average and the BWT of the last stage."""
-    last_stage = max(results["loss_matrix"], key=int)
-    row = results["loss_matrix"][last_stage]
-    bwt = results["metrics"]["bwt"].get(last_stage)
-    return row, sum(row.values()) / len(row), bwt
+    row, average = final_losses(results["loss_matrix"])
+    return row, average, results["metrics"]["bwt"].get(max(results["loss_matrix"], key=int))

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from benchmarks.sim.tasks import SIM_TASKS
+from benchmarks.strategies import final_losses
 
 IMAGE_NAME = "sim_success_matrices.png"
 # Text below this line in docs/benchmarks.md is written by people and kept when --docs rewrites the tables.
@@ -45,9 +46,8 @@ def final_table(summary: dict) -> str:
     for name, result in summary["strategies"].items():
         matrix = result["success_matrix"]
         row = matrix[max(matrix)]
-        losses = result["loss_matrix"][max(result["loss_matrix"], key=int)]
         cells = " | ".join(_pct(row[t.id]) for t in SIM_TASKS)
-        avg_loss = sum(losses.values()) / len(losses)
+        _, avg_loss = final_losses(result["loss_matrix"])
         lines.append(f"| {name} | {cells} | {_pct(result['average_success'])} | {_signed_pct(result['bwt_success'])} "
                      f"| {_forgetting(result)} | {avg_loss:.3f} | {result.get('optimizer_steps', '-')} |")
     return "\n".join(lines)

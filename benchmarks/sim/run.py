@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/sim/run.py --strategy all --docs     # all four, writes docs/benchmarks.md
     .venv/bin/python benchmarks/sim/run.py --strategy default        # one strategy
-    .venv/bin/python benchmarks/sim/run.py --smoke                   # seconds-sized check of the pipeline
+    .venv/bin/python benchmarks/sim/run.py --smoke                   # minutes-sized check of the pipeline
 
 For each strategy (benchmarks/strategies.py) it trains the curriculum of
 configs/policy/smolvla_sequential_metaworld.yaml with the real trainer, evaluates every stage's
@@ -82,12 +82,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def budget_of(args: argparse.Namespace) -> Budget:
-    image_size = 224 if args.full else 64
+    demo = DemoSpec(episodes=3 if args.smoke else args.episodes, image_size=224 if args.full else 64,
+                    compact_state=args.full)
     if args.smoke:
-        return Budget(DemoSpec(episodes=3, image_size=image_size, compact_state=args.full), epochs=1, steps_per_epoch=2,
-                      eval_episodes=1, eval_max_steps=16)
-    return Budget(DemoSpec(episodes=args.episodes, image_size=image_size, compact_state=args.full), args.epochs, args.steps,
-                  args.eval_episodes, None)
+        return Budget(demo, epochs=1, steps_per_epoch=2, eval_episodes=1, eval_max_steps=16)
+    return Budget(demo, args.epochs, args.steps, args.eval_episodes, eval_max_steps=None)
 
 
 def config_overrides(out: Path, budget: Budget, full: bool) -> list[str]:

@@ -64,13 +64,6 @@ SIM_TASKS = (
 )
 
 
-def task_by_name(name: str) -> SimTask:
-    for task in SIM_TASKS:
-        if name in (task.name, task.env_name):
-            return task
-    raise ValueError(f"unknown sim task '{name}'; known: {[t.name for t in SIM_TASKS]}")
-
-
 @lru_cache(maxsize=None)
 def _benchmark(env_name: str):
     """Meta-World's MT1 set-up of a task (costs seconds: it builds an env and samples 50 tasks), made once."""
