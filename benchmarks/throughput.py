@@ -30,7 +30,7 @@ first so lazy imports and caches do not land in the first measured run. Results:
 
     .venv/bin/python benchmarks/throughput.py [--steps 30] [--warmup 5] [--batch-size 8]
         [--num-workers 0 2] [--device cpu|cuda] [--full [--vlm-model-name DIR]] [--memory-only]
-        [--video] [--image-hw 480 640] [--episodes N] [--stage N] [--json PATH]
+        [--video [--video-backend auto|torchcodec|pyav]] [--image-hw 480 640] [--episodes N] [--stage N] [--json PATH]
 
 Other synthetic data than the demo's (``--video``, ``--image-hw``, ``--episodes``) is generated into
 a temp dir (or ``--data-dir``). Do not run it beside another training: on a small CPU the two
@@ -157,7 +157,7 @@ class Setup:
     seed: int
 
 
-def demo_overrides(data_dir: Path, out_dir: Path, stage: int, batch_size: int, device: str) -> list[str]:
+def demo_overrides(data_dir: Path, out_dir: Path, stage: int, batch_size: int, device: str, video_backend: str) -> list[str]:
     overrides = [f"data.roots.{name}={data_dir / f'task{i}_{name}'}" for i, name in enumerate(TASK_NAMES, start=1)]
     overrides += [
         f"policy.vlm_model_name={data_dir / 'tiny_smolvlm'}",
@@ -166,6 +166,7 @@ def demo_overrides(data_dir: Path, out_dir: Path, stage: int, batch_size: int, d
         f"task={TASK_FILES[stage - 1]}",
         f"training.batch_size={batch_size}",
         f"training.device={device}",
+        f"data.video_backend={video_backend}",
     ]
     return overrides
 
@@ -222,7 +223,7 @@ def make_setup(args, tmp: Path) -> Setup:
     else:  # other synthetic data than demo_data/ holds: a fresh temp dir
         data_dir = REPO_ROOT / "demo_data" if is_default_data(args) else tmp / "data"
     out_dir = tmp / "run"
-    base = demo_overrides(data_dir, out_dir, args.stage, args.batch_size, args.device)
+    base = demo_overrides(data_dir, out_dir, args.stage, args.batch_size, args.device, args.video_backend)
     demo_cfg = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, base)
     started = time.perf_counter()
     ensure_assets(demo_cfg, args, data_dir)  # no-op when the assets are already there
@@ -306,10 +307,9 @@ class OursRun:
 
     def forward_only(self, raw: dict):
         from kuavo_train.data.constants import ACTION_DIM_MASK
-        from kuavo_train.policy.loss import per_sample_loss, split_side_keys
+        from kuavo_train.policy.loss import per_sample_loss, prepare_batch
 
-        batch, side = split_side_keys(raw)
-        batch = self.preprocessor(batch)
+        batch, side = prepare_batch(raw, self.preprocessor, self.setup.device)
         with self.ctx.autocast():
             return per_sample_loss(self.policy, batch, side[ACTION_DIM_MASK].to(self.setup.device)).mean()
 
@@ -338,7 +338,7 @@ class LerobotRun:
         self.dataset = LeRobotDataset(
             f"kuavo/{task.name}", root=root, episodes=episodes,
             delta_timestamps=resolve_delta_timestamps(self.policy.config, meta), return_uint8=True,
-            video_backend="pyav",  # as ours; lerobot's default tries torchcodec first (no FFmpeg libs here)
+            video_backend=setup.data.video_backend,  # the decoder ours resolved, so only the pipelines differ
         )
         self.camera_keys = self.dataset.meta.camera_keys
         self.preprocessor, _ = make_smolvla_pre_post_processors(self.policy.config, dataset_stats=self.dataset.meta.stats)
@@ -593,6 +593,8 @@ def parse_args(argv=None):
     p.add_argument("--video", action="store_true", help="synthetic cameras as mp4 video instead of PNG in parquet")
     p.add_argument("--image-hw", type=int, nargs=2, default=list(DEFAULT_IMAGE_HW), metavar=("H", "W"),
                    help="synthetic camera size (default 48 64; the real Kuavo cameras are 480 640)")
+    p.add_argument("--video-backend", default="auto", choices=["auto", "torchcodec", "pyav"],
+                   help="mp4 decoder of both sides (data.video_backend; default auto: torchcodec when FFmpeg loads)")
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="synthetic episodes per task (default 12)")
     p.add_argument("--no-memory-model", action="store_true", help="skip the activation-bytes measurement")
     p.add_argument("--memory-only", action="store_true",
@@ -633,7 +635,7 @@ def main(argv=None) -> int:
     cfg = setup.cfg
     title = (f"{'full-size' if args.full else 'demo (tiny backbone)'} SmolVLA, stage {args.stage}, batch {args.batch_size}, "
              f"{cfg.policy.num_vlm_layers} VLM layers ({cfg.policy.freeze_vlm_layers} frozen), chunk {cfg.policy.chunk_size}, "
-             f"images {args.image_hw[0]}x{args.image_hw[1]} {'mp4' if args.video else 'PNG'} -> {cfg.policy.resize_imgs_with_padding[0]}px, "
+             f"images {args.image_hw[0]}x{args.image_hw[1]} {f'mp4 ({setup.data.video_backend})' if args.video else 'PNG'} -> {cfg.policy.resize_imgs_with_padding[0]}px, "
              f"precision {cfg.training.mixed_precision}, device {setup.device}")
     print("\n" + title)
     if results:

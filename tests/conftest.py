@@ -22,6 +22,16 @@ TASK_FILES = ["tasks/task1_moving_grasp", "tasks/task2_weighing", "tasks/task3_p
 SMALL_DATA = DemoDataSize(num_episodes=6, min_len=20, max_len=30, image_hw=(24, 32))
 
 
+def skip_unless_required(missing: str | None) -> None:
+    """Skip when an optional system dependency is ``missing`` (a reason); fail instead in CI
+    (KUAVO_REQUIRE_SYSTEM_DEPS=1, after scripts/install_system_deps.sh)."""
+    if missing is None:
+        return
+    if os.environ.get("KUAVO_REQUIRE_SYSTEM_DEPS") == "1":
+        pytest.fail(f"KUAVO_REQUIRE_SYSTEM_DEPS=1 but {missing}")
+    pytest.skip(missing)
+
+
 @dataclass
 class DemoEnv:
     root: Path

@@ -188,6 +188,8 @@ class DataConfig:
     roots: dict[str, str] = field(default_factory=dict)
     # Keep Kuavo depth columns (observation.depth_*); dropped by default.
     keep_depth: bool = False
+    # mp4 decoder: auto (torchcodec when FFmpeg's libraries load, else pyav), torchcodec or pyav.
+    video_backend: str = "auto"
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from kuavo_train.config.schema import Config
+from kuavo_train.data.video import VIDEO_BACKENDS
 from kuavo_train.errors import KuavoError
 
 _RATIO_TOLERANCE = 1e-6
@@ -16,6 +17,8 @@ def validate_config(cfg: Config) -> None:
     _validate_training(cfg)
     _validate_replay(cfg)
     _validate_criteria(cfg)
+    _check(cfg.data.video_backend in VIDEO_BACKENDS,
+           f"data.video_backend must be one of {', '.join(VIDEO_BACKENDS)}, got '{cfg.data.video_backend}'")
 
 
 def _check(condition: bool, message: str) -> None:

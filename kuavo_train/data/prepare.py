@@ -22,6 +22,7 @@ from kuavo_train.data.source import SourceInfo, read_source_info
 from kuavo_train.data.splits import EpisodeSplit, load_or_create_splits
 from kuavo_train.data.stats import dataset_moments, load_stats, merged_stats, save_stats
 from kuavo_train.data.task_dataset import TaskDataset
+from kuavo_train.data.video import resolve_video_backend
 from kuavo_train.errors import KuavoError
 
 logger = logging.getLogger(__name__)
@@ -38,10 +39,12 @@ class CurriculumData:
     stats: dict  # lerobot-style {key: {mean, std, min, max, count}} as numpy arrays
     splits: dict[int, EpisodeSplit]
     v30_roots: dict[int, Path]
+    video_backend: str = "pyav"  # resolved `data.video_backend` (see kuavo_train.data.video)
 
 
 def prepare_curriculum_data(cfg: Config, run_root: Path) -> CurriculumData:
     """Ingest every curriculum task, check it against its task file, and fix schema/splits/stats."""
+    video_backend = resolve_video_backend(cfg.data.video_backend)
     infos = {task.id: read_source_info(task.data.root) for task in cfg.tasks}
     per_task = [_task_features(task, infos[task.id]) for task in cfg.tasks]
     _check_same_cameras(cfg)
@@ -54,7 +57,7 @@ def prepare_curriculum_data(cfg: Config, run_root: Path) -> CurriculumData:
     splits = load_or_create_splits(run_root / SPLITS_FILE, wanted, cfg.training.seed)
     stats = _load_or_compute_stats(run_root, schema, v30_roots, splits)
     schema.save(run_root / SCHEMA_FILE)
-    return CurriculumData(schema=schema, stats=stats, splits=splits, v30_roots=v30_roots)
+    return CurriculumData(schema=schema, stats=stats, splits=splits, v30_roots=v30_roots, video_backend=video_backend)
 
 
 def _check_same_cameras(cfg: Config) -> None:
@@ -139,7 +142,8 @@ def _load_or_compute_stats(run_root: Path, schema: FeatureSchema, v30_roots: dic
 
 
 def task_dataset(data: CurriculumData, task_id: int, episodes: list[int], chunk_size: int) -> TaskDataset:
-    return TaskDataset(data.v30_roots[task_id], data.schema.task(task_id), data.schema, episodes, chunk_size)
+    return TaskDataset(data.v30_roots[task_id], data.schema.task(task_id), data.schema, episodes, chunk_size,
+                       video_backend=data.video_backend)
 
 
 def replay_episodes(split: EpisodeSplit, cap: int | None, seed: int, task_id: int) -> list[int]:

@@ -18,8 +18,6 @@ from kuavo_train.data.constants import (
 )
 from kuavo_train.data.schema import FeatureSchema, TaskFeatures
 
-# pyav decodes everywhere; torchcodec needs system FFmpeg and prints a long traceback without it.
-VIDEO_BACKEND = "pyav"
 # Seeds of validation samples are task_id * this + index, unique across tasks.
 _SEED_STRIDE = 10_000_000
 
@@ -41,12 +39,14 @@ def action_dim_mask(task_action_dim: int, size: int) -> torch.Tensor:
 class TaskDataset(Dataset):
     """Frames of some episodes of one task, padded to the schema, with the task's instruction.
 
-    Each item: camera images (3, H, W) float in [0, 1], ``observation.state`` (S,), ``action``
+    Each item: camera images (3, H, W), uint8 from mp4 datasets and float in [0, 1] from image
+    datasets (``policy.loss.prepare_batch`` makes both float on the device), ``observation.state`` (S,), ``action``
     (T, A) with ``action_is_pad`` (T,), ``action_dim_mask`` (A,), ``task`` (str), ``task_id``,
     ``sample_seed`` (int, fixes validation noise). S, A are the schema's union sizes.
     """
 
-    def __init__(self, v30_root: Path, task: TaskFeatures, schema: FeatureSchema, episodes: list[int], chunk_size: int):
+    def __init__(self, v30_root: Path, task: TaskFeatures, schema: FeatureSchema, episodes: list[int], chunk_size: int,
+                 video_backend: str = "pyav"):
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         self.task = task
@@ -55,8 +55,10 @@ class TaskDataset(Dataset):
         self.chunk_size = chunk_size
         # No delta_timestamps: lerobot 0.6.1 would decode every camera image of the 50 future frames
         # just to read their actions. Chunks come from the action column, cached once, instead.
+        # uint8 video frames: a quarter of the bytes through worker shared memory, pinned buffers and the
+        # host-to-device copy; they become float after the copy.
         self.inner = LeRobotDataset(repo_id=f"kuavo/{task.name}", root=v30_root, episodes=self.episodes,
-                                    video_backend=VIDEO_BACKEND)
+                                    video_backend=video_backend, return_uint8=True)
         self._actions, self._episode_end = _action_table(self.inner)
         self._dim_mask = action_dim_mask(task.action_dim, schema.action_dim)
 

@@ -12,7 +12,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from kuavo_train.data.constants import ACTION_DIM_MASK, SAMPLE_SEED
-from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss, split_side_keys
+from kuavo_train.data.video import drop_inherited_decoders
+from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss, prepare_batch
 
 
 def limit_samples(dataset: Dataset, max_samples: int | None) -> Dataset:
@@ -32,6 +33,7 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_sam
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=num_workers > 0,
+        worker_init_fn=drop_inherited_decoders if num_workers > 0 else None,
         prefetch_factor=2 if num_workers > 0 else None,
         drop_last=False,
         generator=torch.Generator().manual_seed(0),
@@ -52,8 +54,7 @@ def validation_loss(policy, preprocessor, loader: DataLoader, device: torch.devi
     policy.eval()
     total, count = 0.0, 0
     for raw in loader:
-        batch, side = split_side_keys(raw)
-        batch = preprocessor(batch)
+        batch, side = prepare_batch(raw, preprocessor, device)
         dim_mask = side[ACTION_DIM_MASK].to(device)
         noise, time = fixed_noise_and_time(side[SAMPLE_SEED], policy.config.chunk_size, policy.config.max_action_dim, device)
         with autocast():

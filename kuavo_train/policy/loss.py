@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from kuavo_train.data.constants import ACTION_DIM_MASK, ACTION_IS_PAD, SAMPLE_SEED
-from lerobot.utils.constants import OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
+from lerobot.utils.constants import OBS_IMAGES, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 
 # Our per-sample bookkeeping keys: kept out of lerobot's processor pipeline.
 SIDE_KEYS = (ACTION_DIM_MASK, "task_id", SAMPLE_SEED)
@@ -21,6 +21,16 @@ def split_side_keys(batch: dict) -> tuple[dict, dict]:
     """(batch for lerobot's preprocessor, our side keys)."""
     side = {key: batch[key] for key in SIDE_KEYS if key in batch}
     return {k: v for k, v in batch.items() if k not in SIDE_KEYS}, side
+
+
+def prepare_batch(raw: dict, preprocessor, device: torch.device) -> tuple[dict, dict]:
+    """(preprocessed batch on ``device``, side keys) of a loader batch; uint8 images become float in
+    [0, 1] after the copy to ``device``, the same values lerobot's float decoding gives."""
+    batch, side = split_side_keys(raw)
+    for key, value in batch.items():
+        if key.startswith(OBS_IMAGES) and isinstance(value, Tensor) and value.dtype == torch.uint8:
+            batch[key] = value.to(device, non_blocking=True).float().div_(255.0)
+    return preprocessor(batch), side
 
 
 def per_sample_loss(policy, batch: dict, dim_mask: Tensor, noise: Tensor | None = None, time: Tensor | None = None) -> Tensor:

@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from kuavo_train.data.constants import ACTION_DIM_MASK, SAMPLE_SEED
 from kuavo_train.errors import KuavoError
-from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss, split_side_keys
+from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss, prepare_batch
 from kuavo_train.training.distributed import DistContext
 
 
@@ -70,8 +70,7 @@ def training_noise(ctx: StepContext, seeds: torch.Tensor, epoch: int) -> tuple[t
 
 def train_step(ctx: StepContext, raw_batch: dict, state: LoopState) -> float | None:
     """One optimizer step; returns the loss, or None when a non-finite loss/gradient skipped it."""
-    batch, side = split_side_keys(raw_batch)
-    batch = ctx.preprocessor(batch)
+    batch, side = prepare_batch(raw_batch, ctx.preprocessor, ctx.device)
     noise, time_ = training_noise(ctx, side[SAMPLE_SEED], state.epoch + 1)
     with ctx.autocast():
         loss = per_sample_loss(ctx.policy, batch, side[ACTION_DIM_MASK].to(ctx.device), noise=noise, time=time_).mean()

@@ -1,0 +1,52 @@
+"""Which library decodes mp4 camera frames, and keeping its decoders per process.
+
+torchcodec decodes our 480x640 frames about 3x faster than pyav (docs/performance.md) but needs
+FFmpeg's shared libraries on the machine; pyav ships its own FFmpeg and works everywhere.
+lerobot's default only checks that the torchcodec package is installed, so on a machine without
+FFmpeg it fails at the first frame with a long traceback; ``auto`` tries to load it first.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from kuavo_train.errors import KuavoError
+
+VIDEO_BACKENDS = ("auto", "torchcodec", "pyav")
+logger = logging.getLogger(__name__)
+
+
+@functools.cache
+def torchcodec_problem() -> str | None:
+    """Why torchcodec cannot decode here (first line of the error), or None when it can."""
+    try:
+        from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads FFmpeg)
+    except Exception as error:  # ImportError, OSError or RuntimeError, depending on what is missing
+        return (str(error).strip().splitlines() or [type(error).__name__])[0]
+    return None
+
+
+def resolve_video_backend(requested: str) -> str:
+    """The backend to hand to lerobot for ``data.video_backend=requested`` (one of VIDEO_BACKENDS)."""
+    if requested == "pyav":
+        return "pyav"
+    problem = torchcodec_problem()
+    if problem is None:
+        return "torchcodec"
+    if requested == "torchcodec":
+        raise KuavoError(f"data.video_backend=torchcodec, but torchcodec cannot load FFmpeg ({problem}); install FFmpeg's "
+                         "shared libraries (Debian/Ubuntu: apt-get install ffmpeg) or set data.video_backend=pyav")
+    logger.info("video decoding with pyav: torchcodec cannot load FFmpeg (%s); install FFmpeg for ~3x faster decoding", problem)
+    return "pyav"
+
+
+def drop_inherited_decoders(_worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: forget torchcodec decoders a forked worker inherited.
+
+    lerobot caches open decoders per process; a forked worker would share their file offsets with
+    the parent and with its sibling workers, so concurrent seeks could read each other's bytes.
+    """
+    from lerobot.datasets import video_utils
+
+    video_utils._default_decoder_cache = video_utils.VideoDecoderCache()
