@@ -116,8 +116,9 @@ def rss_peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def loader_worker_pids(iterator) -> list[int]:
-    return [w.pid for w in getattr(iterator, "_workers", []) if w.pid is not None]
+def loader_worker_pids(loader) -> list[int]:
+    """PIDs of a DataLoader's persistent workers (its private iterator; empty without workers)."""
+    return [w.pid for w in getattr(getattr(loader, "_iterator", None), "_workers", []) if w.pid is not None]
 
 
 def sync(device: torch.device) -> None:
@@ -297,8 +298,7 @@ class OursRun:
             yield from self._epoch()
 
     def _epoch(self):
-        self.iterator = iter(self.loader)
-        yield from self.iterator
+        yield from self.loader
 
     def step(self, raw: dict) -> float | None:
         from kuavo_train.training.loop import train_step
@@ -372,8 +372,7 @@ class LerobotRun:
     def batches(self):
         """lerobot.utils.utils.cycle over the loader (the sampler advances its epoch itself)."""
         while True:
-            self.iterator = iter(self.loader)
-            yield from self.iterator
+            yield from self.loader
 
     def _prepare(self, batch: dict) -> dict:
         for key in self.camera_keys:  # lerobot-train's main loop
@@ -451,7 +450,7 @@ def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int) -> Re
         waits.append(t1 - t0)
         totals.append(t2 - t0)
     workers_pss = None
-    pids = loader_worker_pids(getattr(run, "iterator", None))
+    pids = loader_worker_pids(run.loader)
     if pids:
         pss = [_pss_kb(pid) for pid in pids]
         workers_pss = sum(p for p in pss if p) / 1024

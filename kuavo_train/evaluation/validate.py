@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from kuavo_train.data.constants import ACTION_DIM_MASK, SAMPLE_SEED
+from kuavo_train.data.transfer import SharedBufferLoader
 from kuavo_train.data.video import drop_inherited_decoders
 from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss, prepare_batch
 
@@ -25,17 +26,19 @@ def limit_samples(dataset: Dataset, max_samples: int | None) -> Dataset:
 
 
 def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_sampler=None) -> DataLoader:
-    # Its own generator: creating an iterator must not consume the global RNG (resume exactness).
-    return DataLoader(
+    """Batches of dicts; with workers, each batch crosses processes as one shared buffer."""
+    workers = num_workers > 0
+    return (SharedBufferLoader if workers else DataLoader)(
         dataset,
         batch_size=batch_size,
         sampler=shuffle_sampler,
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
-        persistent_workers=num_workers > 0,
-        worker_init_fn=drop_inherited_decoders if num_workers > 0 else None,
-        prefetch_factor=2 if num_workers > 0 else None,
+        persistent_workers=workers,
+        worker_init_fn=drop_inherited_decoders if workers else None,
+        prefetch_factor=2 if workers else None,
         drop_last=False,
+        # Its own generator: creating an iterator must not consume the global RNG (resume exactness).
         generator=torch.Generator().manual_seed(0),
     )
 

@@ -1,4 +1,5 @@
-"""The trainer under `accelerate launch` with 2 CPU processes (gloo) equals a 1-process run of the same global batch."""
+"""The trainer under `accelerate launch` with 2 CPU processes (gloo) equals a 1-process run of the same global batch,
+and loader workers (batches through shared buffers) change nothing either."""
 
 import json
 import subprocess
@@ -12,8 +13,8 @@ from tests.conftest import REPO_ROOT, SCRIPT
 SETTINGS = ["training.epochs_override=2", "training.max_steps_per_epoch=4", "training.batch_size=8"]
 
 
-def launch(demo_env, output: Path, processes: int) -> dict:
-    args = demo_env.cli_args("tasks/task1_moving_grasp", output, SETTINGS)
+def launch(demo_env, output: Path, processes: int, extra: tuple[str, ...] = ()) -> dict:
+    args = demo_env.cli_args("tasks/task1_moving_grasp", output, [*SETTINGS, *extra])
     if processes == 1:
         command = [sys.executable, str(SCRIPT), *args]
     else:
@@ -24,8 +25,18 @@ def launch(demo_env, output: Path, processes: int) -> dict:
     return json.loads((output / "task1_moving_grasp" / "training_results.json").read_text())
 
 
-def test_two_processes_match_one_process(demo_env, tmp_path):
-    single = launch(demo_env, tmp_path / "one", 1)
+@pytest.fixture(scope="module")
+def single(demo_env, tmp_path_factory) -> dict:
+    return launch(demo_env, tmp_path_factory.mktemp("one"), 1)
+
+
+def test_loader_workers_give_the_same_run(demo_env, tmp_path, single):
+    with_workers = launch(demo_env, tmp_path / "workers", 1, ("training.num_workers=2",))
+    assert with_workers["train_loss_per_epoch"] == pytest.approx(single["train_loss_per_epoch"], rel=1e-6)
+    assert with_workers["validation_history"][-1]["losses"] == pytest.approx(single["validation_history"][-1]["losses"], rel=1e-6)
+
+
+def test_two_processes_match_one_process(demo_env, tmp_path, single):
     double = launch(demo_env, tmp_path / "two", 2)
     assert double["train_loss_per_epoch"] == pytest.approx(single["train_loss_per_epoch"], rel=1e-4)
     for a, b in zip(single["validation_history"], double["validation_history"]):

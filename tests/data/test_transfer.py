@@ -1,0 +1,57 @@
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torch.utils.data._utils.collate import default_collate
+
+from kuavo_train.data.transfer import SharedBufferLoader, pack_collate
+
+
+def sample(i: int) -> dict:
+    g = torch.Generator().manual_seed(i)
+    return {
+        "observation.images.head": torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8, generator=g),
+        "observation.state": torch.randn(3, generator=g),  # 12 bytes: the next tensor needs padding
+        "action_is_pad": torch.rand(5, generator=g) > 0.5,
+        "index": torch.tensor(i),
+        "task": f"instruction {i % 2}",
+        "task_id": i % 3,
+        "weight": 0.5 * i,
+    }
+
+
+class Samples(Dataset):
+    def __len__(self):
+        return 11
+
+    def __getitem__(self, i):
+        return sample(i)
+
+
+def assert_same_batch(ours: dict, reference: dict) -> None:
+    assert ours.keys() == reference.keys()
+    for key, value in reference.items():
+        if isinstance(value, torch.Tensor):
+            assert ours[key].dtype == value.dtype, key
+            assert torch.equal(ours[key], value), key
+        else:
+            assert ours[key] == value, key
+
+
+def test_packed_batch_unpacks_to_what_default_collate_gives():
+    samples = [sample(i) for i in range(4)]
+    assert_same_batch(pack_collate(samples).unpack(), default_collate(samples))
+
+
+def test_the_whole_batch_is_one_buffer():
+    packed = pack_collate([sample(i) for i in range(4)])
+    batch = packed.unpack()
+    pointer = packed.buffer.untyped_storage().data_ptr()
+    for key in ("observation.images.head", "observation.state", "action_is_pad", "index", "task_id", "weight"):
+        assert batch[key].untyped_storage().data_ptr() == pointer, key
+
+
+def test_workers_deliver_the_same_batches_as_a_plain_loader():
+    plain = list(DataLoader(Samples(), batch_size=4, num_workers=0))
+    shared = list(SharedBufferLoader(Samples(), batch_size=4, num_workers=2, persistent_workers=True))
+    assert len(shared) == len(plain) == 3
+    for ours, reference in zip(shared, plain):
+        assert_same_batch(ours, reference)
