@@ -30,7 +30,9 @@ first so lazy imports and caches do not land in the first measured run. Results:
 
     .venv/bin/python benchmarks/throughput.py [--steps 30] [--warmup 5] [--batch-size 8]
         [--num-workers 0 2] [--device cpu|cuda] [--full [--vlm-model-name DIR]] [--memory-only]
-        [--video [--video-backend auto|torchcodec|pyav]] [--image-hw 480 640] [--episodes N] [--stage N] [--json PATH]
+        [--video [--video-backend auto|torchcodec|pyav]] [--image-hw 480 640] [--episodes N]
+    .venv/bin/python benchmarks/smolvlm2_architecture.py /tmp/arch   # offline stand-in for --full
+    .venv/bin/python benchmarks/throughput.py --full --vlm-model-name /tmp/arch --memory-only --batch-size 4 [--stage N] [--json PATH]
 
 Other synthetic data than the demo's (``--video``, ``--image-hw``, ``--episodes``) is generated into
 a temp dir (or ``--data-dir``). Do not run it beside another training: on a small CPU the two
@@ -185,8 +187,9 @@ def full_size_problem(vlm_model_name: str) -> str | None:
             f"({type(exc).__name__}: {detail}).\n"
             f"Download it once where there is network (`hf download {vlm_model_name} --exclude '*.safetensors'` "
             f"is enough: the weights stay random), then rerun with HF_HUB_OFFLINE=1, or pass "
-            f"--vlm-model-name /local/dir/of/SmolVLM2-500M-Video-Instruct. GPU timings: --full --device cuda; "
-            f"parameter counts and activation bytes on any machine: --full --memory-only."
+            f"--vlm-model-name /local/dir/of/SmolVLM2-500M-Video-Instruct. Offline, the same architecture without "
+            f"weights: `python benchmarks/smolvlm2_architecture.py DIR`, then --vlm-model-name DIR. GPU timings: "
+            f"--full --device cuda; parameter counts and activation bytes on any machine: --full --memory-only."
         )
     return None
 
@@ -514,6 +517,37 @@ def memory_model(setup: Setup, batch_size: int) -> dict:
     return out
 
 
+# Assumed, not measured: CUDA context + cuBLAS workspace + caching-allocator slack, and the card
+# memory left to one process (nominal size minus what the driver and a desktop may hold).
+ESTIMATE_OVERHEAD_MIB = 1024
+CARDS_MIB = {"16 GB": 16384 - 512, "24 GB": 24576 - 512}
+ESTIMATE_BATCHES = (4, 8, 16, 32)
+
+
+def gpu_memory_estimate(model: dict) -> dict:
+    """Peak GPU memory of a bf16-autocast run per batch size, from this run's parameter counts and
+    saved-activation bytes (docs/performance.md, "Estimating memory"): static + A x B + overhead."""
+    total, trainable = model["parameters_total"], model["parameters_trainable"]
+    static = 4 * total + (4 + 8 + 2) * trainable  # fp32 weights, grads, AdamW moments, bf16 autocast weight cache
+    per_sample = max(model["activation_bytes_per_sample_ours"], model["activation_bytes_per_sample_lerobot"])
+    mib = 2**20
+    peak = {b: (static + per_sample * b) / mib + ESTIMATE_OVERHEAD_MIB for b in ESTIMATE_BATCHES}
+    largest = {card: int((free - ESTIMATE_OVERHEAD_MIB - static / mib) // (per_sample / mib)) for card, free in CARDS_MIB.items()}
+    return {"static_mib": static / mib, "activation_mib_per_sample": per_sample / mib, "overhead_mib": ESTIMATE_OVERHEAD_MIB,
+            "peak_mib_by_batch": peak, "largest_batch": largest}
+
+
+def format_estimate(estimate: dict) -> str:
+    lines = [f"GPU memory estimate (bf16 autocast; static {estimate['static_mib']:.0f} MiB + "
+             f"{estimate['activation_mib_per_sample']:.1f} MiB/sample + {estimate['overhead_mib']} MiB assumed overhead; "
+             "the activation bytes were counted in this run's precision, an upper bound for bf16):",
+             "| batch | " + " | ".join(str(b) for b in estimate["peak_mib_by_batch"]) + " |",
+             "|---|" + "---:|" * len(estimate["peak_mib_by_batch"]),
+             "| peak GiB | " + " | ".join(f"{v / 1024:.1f}" for v in estimate["peak_mib_by_batch"].values()) + " |",
+             "largest batch: " + ", ".join(f"{card} card {b}" for card, b in estimate["largest_batch"].items())]
+    return "\n".join(lines)
+
+
 # ---- report -------------------------------------------------------------------------------------
 def _fmt(value, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
@@ -646,6 +680,8 @@ def main(argv=None) -> int:
               f"static fp32 AdamW state {model['static_bytes_fp32_adamw'] / 2**20:.1f} MiB; activations saved for backward "
               f"{model['activation_bytes_per_sample_ours'] / 2**20:.2f} MiB/sample (ours), "
               f"{model['activation_bytes_per_sample_lerobot'] / 2**20:.2f} MiB/sample (lerobot)")
+        model["gpu_estimate"] = gpu_memory_estimate(model)
+        print("\n" + format_estimate(model["gpu_estimate"]))
     if args.json:
         payload = {"machine": info, "args": vars(args), "title": title, "results": [asdict(r) for r in results],
                    "memory_model": model}
