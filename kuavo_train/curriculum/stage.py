@@ -258,8 +258,9 @@ class StageRunner:
         mix = ", ".join(f"task{k} {v:.2f}" for k, v in self.cfg.replay_mix(self.stage).items())
         self.log.echo(f"=== Stage {self.stage}/{len(self.cfg.tasks)}: task {self.task.id} {self.task.name} ===")
         self.log.echo(f"start from: {start_from or 'fresh SmolVLA on ' + self.cfg.policy.vlm_model_name}")
+        processes = f" = {self.dist.world_size} processes x {self.rank_batch_size}" if self.dist.enabled else ""
         self.log.echo(f"device {self.device}, lr {self.task.training.lr:g}, epochs {self.task.training.max_epoch}, "
-                      f"{self.steps_per_epoch} steps/epoch ({total_steps} total), batch {self.cfg.training.batch_size}")
+                      f"{self.steps_per_epoch} steps/epoch ({total_steps} total), batch {self.cfg.training.batch_size}{processes}")
         self.log.echo(f"replay mix: {mix}; {len(self.sampler)} samples/epoch")
         self.log.echo(f"parameters: {count_parameters(self.policy)}")
 
