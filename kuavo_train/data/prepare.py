@@ -39,7 +39,7 @@ class CurriculumData:
     stats: dict  # lerobot-style {key: {mean, std, min, max, count}} as numpy arrays
     splits: dict[int, EpisodeSplit]
     v30_roots: dict[int, Path]
-    video_backend: str = "pyav"  # resolved `data.video_backend` (see kuavo_train.data.video)
+    video_backend: str  # resolved `data.video_backend`: torchcodec or pyav (see kuavo_train.data.video)
 
 
 def prepare_curriculum_data(cfg: Config, run_root: Path) -> CurriculumData:

@@ -17,6 +17,7 @@ from kuavo_train.data.constants import (
     TASK_ID,
 )
 from kuavo_train.data.schema import FeatureSchema, TaskFeatures
+from kuavo_train.data.video import keep_decoders_per_process
 
 # Seeds of validation samples are task_id * this + index, unique across tasks.
 _SEED_STRIDE = 10_000_000
@@ -29,6 +30,14 @@ def pad_last_dim(x: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.pad(x, (0, size - x.shape[-1]))
 
 
+def as_uint8_image(image: torch.Tensor) -> torch.Tensor:
+    """uint8 as is; lerobot's float decoding of an 8-bit PNG (k / 255) back to exactly k. One dtype for
+    every task's cameras, so replay batches mixing PNG and mp4 tasks stack."""
+    if image.dtype == torch.uint8:
+        return image
+    return image.mul(255.0).round_().to(torch.uint8)
+
+
 def action_dim_mask(task_action_dim: int, size: int) -> torch.Tensor:
     """(size,) bool, True on the task's own action dims."""
     mask = torch.zeros(size, dtype=torch.bool)
@@ -39,16 +48,17 @@ def action_dim_mask(task_action_dim: int, size: int) -> torch.Tensor:
 class TaskDataset(Dataset):
     """Frames of some episodes of one task, padded to the schema, with the task's instruction.
 
-    Each item: camera images (3, H, W), uint8 from mp4 datasets and float in [0, 1] from image
-    datasets (``policy.loss.prepare_batch`` makes both float on the device), ``observation.state`` (S,), ``action``
+    Each item: camera images (3, H, W) uint8, whether stored as mp4 or as PNG (``policy.loss.prepare_batch``
+    makes them float in [0, 1] on the device, the values lerobot's own decoding gives), ``observation.state`` (S,), ``action``
     (T, A) with ``action_is_pad`` (T,), ``action_dim_mask`` (A,), ``task`` (str), ``task_id``,
     ``sample_seed`` (int, fixes validation noise). S, A are the schema's union sizes.
     """
 
     def __init__(self, v30_root: Path, task: TaskFeatures, schema: FeatureSchema, episodes: list[int], chunk_size: int,
-                 video_backend: str = "pyav"):
+                 *, video_backend: str):
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
+        keep_decoders_per_process()
         self.task = task
         self.schema = schema
         self.episodes = list(episodes)
@@ -75,7 +85,7 @@ class TaskDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         item = self.inner[index]
         actions, is_pad = self.action_chunk(index)
-        sample = {camera: item[camera] for camera in self.schema.cameras}
+        sample = {camera: as_uint8_image(item[camera]) for camera in self.schema.cameras}
         sample[STATE] = pad_last_dim(item[STATE].float(), self.schema.state_dim)
         sample[ACTION] = pad_last_dim(actions, self.schema.action_dim)
         sample[ACTION_IS_PAD] = is_pad

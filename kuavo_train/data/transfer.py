@@ -14,25 +14,27 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader
 from torch.utils.data._utils.collate import default_collate
+from torch.utils.data._utils.pin_memory import pin_memory
 
-_ALIGN = 8  # byte offset of every tensor in the buffer, so any dtype can be viewed in place
+_ALIGN = 16  # byte offset of every tensor in the buffer: a multiple of every dtype's size, so each can be viewed in place
 
 
 @dataclass(frozen=True)
 class PackedBatch:
     buffer: torch.Tensor  # uint8, all tensors of the batch back to back
     layout: tuple[tuple[str, torch.dtype, tuple[int, ...], int], ...]  # (key, dtype, shape, byte offset)
-    others: dict  # the values that are not tensors (instruction strings)
+    others: dict  # the values that are not tensors (instruction strings), as default_collate makes them
+    keys: tuple[str, ...]  # the samples' key order
 
     def pin_memory(self) -> PackedBatch:  # called by the DataLoader's pin-memory thread
-        return PackedBatch(self.buffer.pin_memory(), self.layout, self.others)
+        return PackedBatch(self.buffer.pin_memory(), self.layout, pin_memory(self.others), self.keys)
 
     def unpack(self) -> dict:
-        batch = dict(self.others)
+        values = dict(self.others)
         for key, dtype, shape, offset in self.layout:
             nbytes = math.prod(shape) * dtype.itemsize
-            batch[key] = self.buffer[offset:offset + nbytes].view(dtype).view(shape)
-        return batch
+            values[key] = self.buffer[offset:offset + nbytes].view(dtype).view(shape)
+        return {key: values[key] for key in self.keys}
 
 
 def pack_collate(samples: list[dict]) -> PackedBatch:
@@ -49,7 +51,7 @@ def pack_collate(samples: list[dict]) -> PackedBatch:
     buffer = torch.empty(size, dtype=torch.uint8)
     if torch.utils.data.get_worker_info() is not None:
         buffer.share_memory_()  # allocate it where the queue will send it: saves a copy
-    packed = PackedBatch(buffer, tuple(layout), others)
+    packed = PackedBatch(buffer, tuple(layout), others, tuple(first))
     views = packed.unpack()
     for key, column in tensors.items():
         torch.stack(column, out=views[key])

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import sys
 
 from kuavo_train.errors import KuavoError
 
@@ -41,12 +43,19 @@ def resolve_video_backend(requested: str) -> str:
     return "pyav"
 
 
-def drop_inherited_decoders(_worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: forget torchcodec decoders a forked worker inherited.
+def forget_parent_decoders() -> None:
+    """In a forked child: drop the torchcodec decoders lerobot cached in the parent.
 
-    lerobot caches open decoders per process; a forked worker would share their file offsets with
-    the parent and with its sibling workers, so concurrent seeks could read each other's bytes.
+    lerobot keeps open decoders in a module-level cache; a forked loader worker would share their
+    file offsets with the parent and its sibling workers, so concurrent seeks could read each
+    other's bytes. ``keep_decoders_per_process`` registers it for every fork of this process.
     """
-    from lerobot.datasets import video_utils
+    video_utils = sys.modules.get("lerobot.datasets.video_utils")
+    if video_utils is not None:
+        video_utils._default_decoder_cache = video_utils.VideoDecoderCache()
 
-    video_utils._default_decoder_cache = video_utils.VideoDecoderCache()
+
+@functools.cache
+def keep_decoders_per_process() -> None:
+    """Register ``forget_parent_decoders`` to run in every child forked from now on (once)."""
+    os.register_at_fork(after_in_child=forget_parent_decoders)

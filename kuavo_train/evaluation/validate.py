@@ -13,7 +13,6 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from kuavo_train.data.constants import ACTION_DIM_MASK, SAMPLE_SEED
 from kuavo_train.data.transfer import SharedBufferLoader
-from kuavo_train.data.video import drop_inherited_decoders
 from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss, prepare_batch
 
 
@@ -35,7 +34,6 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_sam
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers,
-        worker_init_fn=drop_inherited_decoders if workers else None,
         prefetch_factor=2 if workers else None,
         drop_last=False,
         # Its own generator: creating an iterator must not consume the global RNG (resume exactness).

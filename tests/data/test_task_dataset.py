@@ -2,10 +2,11 @@
 
 import pytest
 import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
 from kuavo_train.data.ingest import ingest_dataset
 from kuavo_train.data.schema import FeatureSchema, TaskFeatures
-from kuavo_train.data.task_dataset import TaskDataset
+from kuavo_train.data.task_dataset import _SEED_STRIDE, TaskDataset
 from kuavo_train.data.video import torchcodec_problem
 from kuavo_train.demo.synthetic_data import SyntheticTaskSpec, write_synthetic_task
 from kuavo_train.evaluation.validate import make_loader
@@ -17,12 +18,12 @@ CHUNK = 5
 EPISODES = [0, 2]
 
 
-def build(tmp_path, video: bool, backend: str = "pyav"):
-    spec = SyntheticTaskSpec(task_id=1, instruction="Grasp the part", action_dim=16)
-    source = write_synthetic_task(tmp_path / "src", spec, num_episodes=3, min_len=8, max_len=11, image_hw=(24, 32),
-                                  video=video)
+def build(tmp_path, video: bool, backend: str = "pyav", task_id: int = 1):
+    spec = SyntheticTaskSpec(task_id=task_id, instruction=f"Grasp part {task_id}", action_dim=16)
+    source = write_synthetic_task(tmp_path / f"src{task_id}", spec, num_episodes=3, min_len=8, max_len=11,
+                                  image_hw=(24, 32), video=video)
     root = ingest_dataset(source, tmp_path / "cache")
-    task = TaskFeatures(task_id=1, name="grasp", instruction=spec.instruction, state_dim=16, action_dim=16)
+    task = TaskFeatures(task_id=task_id, name=f"grasp{task_id}", instruction=spec.instruction, state_dim=16, action_dim=16)
     schema = FeatureSchema(cameras={c: (3, 24, 32) for c in CAMERAS}, state_dim=16, action_dim=20, fps=10.0, tasks=(task,))
     return root, TaskDataset(root, task, schema, EPISODES, CHUNK, video_backend=backend)
 
@@ -65,10 +66,38 @@ def test_items_match_lerobot_delta_timestamps(tmp_path, video, backend):
             assert torch.equal(images[camera][0], theirs[camera]), (index, camera)
 
 
-def test_video_frames_leave_the_dataset_as_uint8(tmp_path):
-    _, dataset = build(tmp_path, video=True)
-    item = dataset[3]
-    assert {item[camera].dtype for camera in CAMERAS} == {torch.uint8}
+@pytest.mark.parametrize("workers", [0, 2])
+def test_png_and_mp4_tasks_mix_in_one_batch_as_uint8(tmp_path, workers):
+    _, png = build(tmp_path, video=False, task_id=1)
+    _, mp4 = build(tmp_path, video=True, task_id=2)
+    mixed = ConcatDataset([png, mp4])
+    order = [0, len(png), 1, len(png) + 1]  # PNG first, then mp4, alternating
+    batch = next(iter(make_loader(mixed, batch_size=4, num_workers=workers, shuffle_sampler=order)))
+    for camera in CAMERAS:
+        assert batch[camera].dtype == torch.uint8
+        for row, index in enumerate(order):
+            assert torch.equal(batch[camera][row], mixed[index][camera])
+
+
+def test_forked_children_do_not_inherit_open_torchcodec_decoders(tmp_path):
+    skip_unless_required(None if torchcodec_problem() is None else f"torchcodec cannot load FFmpeg: {torchcodec_problem()}")
+    from lerobot.datasets import video_utils
+
+    _, dataset = build(tmp_path, video=True, backend="torchcodec")
+    dataset[0]
+    assert video_utils._default_decoder_cache.size() > 0  # the parent holds open decoders now
+    seen_by_worker = next(iter(DataLoader(DecoderCacheSize(), num_workers=1)))
+    assert seen_by_worker.tolist() == [0]
+
+
+class DecoderCacheSize(Dataset):
+    def __len__(self):
+        return 1
+
+    def __getitem__(self, index):
+        from lerobot.datasets import video_utils
+
+        return video_utils._default_decoder_cache.size()
 
 
 def test_forked_workers_decode_the_same_frames_after_the_parent_did(tmp_path, backend):
@@ -77,7 +106,7 @@ def test_forked_workers_decode_the_same_frames_after_the_parent_did(tmp_path, ba
     seen = 0
     for batch in make_loader(dataset, batch_size=4, num_workers=2):
         for row in range(len(batch["sample_seed"])):
-            index = int(batch["sample_seed"][row]) - 1 * 10_000_000
+            index = int(batch["sample_seed"][row]) - 1 * _SEED_STRIDE  # task id 1
             for camera in CAMERAS:
                 assert torch.equal(batch[camera][row], expected[index][camera]), (index, camera)
             seen += 1

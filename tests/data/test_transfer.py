@@ -27,7 +27,7 @@ class Samples(Dataset):
 
 
 def assert_same_batch(ours: dict, reference: dict) -> None:
-    assert ours.keys() == reference.keys()
+    assert list(ours) == list(reference)  # same keys in the same order
     for key, value in reference.items():
         if isinstance(value, torch.Tensor):
             assert ours[key].dtype == value.dtype, key

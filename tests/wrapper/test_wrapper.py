@@ -157,13 +157,16 @@ def test_batched_observations(wrapper, task_id, action_dim):
     assert wrapper.predict_action_chunk(as_float_chw(obs)).shape == (3, 5, action_dim)
 
 
-def test_uint8_hwc_and_float_chw_give_the_same_actions(wrapper):
+def test_uint8_hwc_uint8_chw_and_float_chw_give_the_same_actions(wrapper):
     wrapper.clip_actions = False
     obs = wrapper.make_example_observation(4, seed=1)
+    uint8_chw = {k: np.moveaxis(v, -1, -3) if k.startswith("observation.images.") else v for k, v in obs.items()}
     noise = noise_for(wrapper)
     a = wrapper.predict_action_chunk(obs, noise=noise)
     b = wrapper.predict_action_chunk(as_float_chw(obs), noise=noise)
+    c = wrapper.predict_action_chunk(uint8_chw, noise=noise)  # what TaskDataset items hold
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a, c, rtol=0, atol=0)
 
 
 def test_other_image_sizes_are_resized_with_a_warning(wrapper, caplog):

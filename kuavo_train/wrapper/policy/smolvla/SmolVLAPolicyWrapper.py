@@ -6,7 +6,7 @@ A deployed robot needs nothing but a stage's policy dir (``best/``)::
 
     policy = SmolVLAPolicyWrapper.from_pretrained("outputs/train/smolvla_sequential/task4_sorting/best")
     obs = {
-        "observation.images.head_cam_h": head_rgb,   # (H, W, 3) uint8, or (3, H, W) float in [0, 1]
+        "observation.images.head_cam_h": head_rgb,   # (H, W, 3) or (3, H, W) uint8, or (3, H, W) float in [0, 1]
         "observation.images.wrist_cam_l": left_rgb,
         "observation.images.wrist_cam_r": right_rgb,
         "observation.state": joint_state,            # (16,) the task's own state size
@@ -16,7 +16,7 @@ A deployed robot needs nothing but a stage's policy dir (``best/``)::
 
 What it does on top of plain lerobot (``SmolVLAPolicy`` + the checkpoint's processors):
 
-- images: uint8 HWC (0-255) or float CHW (0-1), with or without a batch dim, become float CHW in
+- images: uint8 HWC or CHW (0-255) or float CHW (0-1), with or without a batch dim, become float CHW in
   [0, 1] at the training resolution (``kuavo_schema.json``);
 - ``observation.state`` of the task's own size is zero-padded to the curriculum's union size,
   exactly as in training (``kuavo_train.data.task_dataset.pad_last_dim``);
