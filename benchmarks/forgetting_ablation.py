@@ -24,7 +24,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.strategies import STRATEGIES, final_row, run_strategy  # noqa: E402
+from benchmarks.strategies import STRATEGIES, equal_budget, final_row, run_strategy  # noqa: E402
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
 from kuavo_train.demo.assets import ensure_demo_assets  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5, help="epochs per stage")
     parser.add_argument("--only", nargs="*", default=list(STRATEGIES), choices=STRATEGIES)
     args = parser.parse_args()
-    budget = [f"training.epochs_override={args.epochs}", f"training.max_steps_per_epoch={args.steps}"]
+    budget = equal_budget(args.epochs, args.steps)
     ensure_demo_assets(load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG))
     all_results, seconds = {}, {}
     for name in args.only:

@@ -4,9 +4,11 @@
   replay   + replay at the configured shares (lr and freezing as naive)
   default  replay + lower lr per stage + freezing the lower VLM layers (the shipped defaults)
   joint    all tasks mixed in equal shares, trained at once from scratch (the multi-task upper bound);
-           same epochs, and a per-epoch step cap of (stages x training.max_steps_per_epoch). A stage
-           whose epoch is shorter than the cap runs fewer steps, so the joint run can get somewhat more
-           steps than the sequential ones in all: `optimizer_steps` below reports what each really ran.
+           same epochs of (stages x training.steps_per_epoch) steps.
+
+Same budget (SPEC §5): `equal_budget` fixes every epoch to the same number of optimizer steps
+(`training.steps_per_epoch`), so every sequential strategy runs the same steps per stage and the
+joint run the sum of them; `optimizer_steps` reports what each really ran.
 
 Used by benchmarks/forgetting_ablation.py (synthetic Kuavo data) and benchmarks/sim/run.py (Meta-World).
 """
@@ -31,6 +33,11 @@ SEQUENTIAL = {
 STRATEGIES = (*SEQUENTIAL, "joint")
 
 
+def equal_budget(epochs: int, steps_per_epoch: int) -> list[str]:
+    """Overrides giving every stage of every strategy ``epochs`` x ``steps_per_epoch`` optimizer steps."""
+    return [f"training.epochs_override={epochs}", f"training.steps_per_epoch={steps_per_epoch}"]
+
+
 def run_strategy(name: str, config_dir: Path, config_name: str, out: Path, overrides: list[str]) -> dict:
     """Train ``name`` into ``out/name`` and return its curriculum_results.json."""
     if name == "joint":
@@ -46,15 +53,15 @@ def run_joint(config_dir: Path, config_name: str, out: Path, overrides: list[str
     base = load_config(config_dir, config_name, overrides)
     last_task = f"task={base.curriculum[-1]}"
     last = load_config(config_dir, config_name, [*overrides, last_task])
-    steps = last.training.max_steps_per_epoch
+    steps = last.training.steps_per_epoch
     if steps is None:
-        raise ValueError("the joint strategy needs training.max_steps_per_epoch (its budget is the stages' summed steps)")
+        raise ValueError("the joint strategy needs training.steps_per_epoch (its budget is the stages' summed steps)")
     share = 1.0 / len(last.tasks)
     mix = "{" + ", ".join(f"{t.key}: {share}" for t in last.tasks) + "}"
     cfg = load_config(config_dir, config_name, [
         *overrides, last_task, f"training.output_directory={out / 'joint'}",
         f"sequential.stage{last.stage}_replay={mix}", "sequential.use_replay_buffer=true",
-        f"training.max_steps_per_epoch={steps * len(last.tasks)}",
+        f"training.steps_per_epoch={steps * len(last.tasks)}",
         "task.training.lr=1e-4",  # the stage-1 lr: training starts from scratch
     ])
     paths = stage_paths(cfg)

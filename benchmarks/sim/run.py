@@ -36,7 +36,7 @@ from benchmarks.sim.closed_loop import evaluate_policy, load_policy, success_rat
 from benchmarks.sim.demos import DemoSpec, write_task_demos  # noqa: E402
 from benchmarks.sim.metrics import backward_transfer, final_average, forgetting  # noqa: E402
 from benchmarks.sim.report import format_summary, load_summary, write_docs  # noqa: E402
-from benchmarks.strategies import STRATEGIES, optimizer_steps, run_strategy  # noqa: E402
+from benchmarks.strategies import STRATEGIES, equal_budget, optimizer_steps, run_strategy  # noqa: E402
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
 from kuavo_train.config.schema import Config  # noqa: E402
 from kuavo_train.demo.tiny_backbone import build_tiny_backbone  # noqa: E402
@@ -93,8 +93,7 @@ def config_overrides(out: Path, budget: Budget, full: bool) -> list[str]:
     demo = budget.demo
     data_dir = out / f"demos_{demo.episodes}ep_{demo.image_size}px_{demo.state_dim}d"
     overrides = [f"data.roots.{t.name}={data_dir / t.dirname}" for t in sim_tasks.SIM_TASKS]
-    overrides += [f"data.cache_dir={out / 'cache'}", f"training.epochs_override={budget.epochs}",
-                  f"training.max_steps_per_epoch={budget.steps_per_epoch}"]
+    overrides += [f"data.cache_dir={out / 'cache'}", *equal_budget(budget.epochs, budget.steps_per_epoch)]
     if budget.demo.episodes < 4:
         overrides.append("training.validation_episodes=1")
     return [*overrides, *FULL_OVERRIDES] if full else [*overrides, f"policy.vlm_model_name={out / 'tiny_smolvlm'}"]

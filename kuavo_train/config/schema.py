@@ -142,6 +142,9 @@ class TrainingConfig:
     lr_scale: float = 1.0
     # Cap on optimizer steps per epoch (None = full epoch); for smoke runs and the demo.
     max_steps_per_epoch: int | None = None
+    # Every epoch is exactly this many optimizer steps, its samples drawn at the stage's replay shares
+    # (None = the epoch of SPEC §5: current frames / current share). Comparisons at the same budget set it.
+    steps_per_epoch: int | None = None
     # Cap on validation samples per task (None = every frame of the held-out episodes).
     max_validation_samples: int | None = None
     # Continue an interrupted stage (it does anyway when a resumable state exists).

@@ -84,7 +84,7 @@ def _validate_training(cfg: Config) -> None:
     _check(t.lr_scale > 0 and math.isfinite(t.lr_scale), f"training.lr_scale must be > 0, got {t.lr_scale}")
     _check(t.num_workers >= 0, f"training.num_workers must be >= 0, got {t.num_workers}")
     _check(t.keep_last_epochs >= 0, f"training.keep_last_epochs must be >= 0, got {t.keep_last_epochs}")
-    for key in ("max_steps_per_epoch", "max_validation_samples", "epochs_override"):
+    for key in ("max_steps_per_epoch", "steps_per_epoch", "max_validation_samples", "epochs_override"):
         value = getattr(t, key)
         _check(value is None or value >= 1, f"training.{key} must be >= 1 or null, got {value}")
     _check(t.mixed_precision in ("bf16", "no"), f"training.mixed_precision must be 'bf16' or 'no', got '{t.mixed_precision}'")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kuavo_train.config.schema import Config
+from kuavo_train.data.prepare import fixed_epoch_samples
 from kuavo_train.data.replay import samples_per_epoch, task_counts
 
 # Rough figures to size a run before it starts; `benchmarks/` measures real ones.
@@ -34,7 +35,7 @@ def plan_stage(cfg: Config, data) -> StagePlan:
     stage = cfg.stage
     mix = cfg.replay_mix(stage)
     frames = {t: _frames(data, t, data.splits[t].train) for t in mix}
-    total = samples_per_epoch(frames[cfg.task.id], mix[cfg.task.id])
+    total = fixed_epoch_samples(cfg) or samples_per_epoch(frames[cfg.task.id], mix[cfg.task.id])
     steps = -(-total // cfg.training.batch_size)
     if cfg.training.max_steps_per_epoch is not None:
         steps = min(steps, cfg.training.max_steps_per_epoch)

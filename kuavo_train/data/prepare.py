@@ -156,6 +156,12 @@ def replay_episodes(split: EpisodeSplit, cap: int | None, seed: int, task_id: in
     return sorted(int(e) for e in rng.choice(split.train, size=cap, replace=False))
 
 
+def fixed_epoch_samples(cfg: Config) -> int | None:
+    """Samples per epoch when ``training.steps_per_epoch`` fixes the epoch (global batch x steps), else None."""
+    steps = cfg.training.steps_per_epoch
+    return None if steps is None else steps * cfg.training.batch_size
+
+
 def build_training_stream(cfg: Config, data: CurriculumData, stage: int, seed: int,
                           num_replicas: int = 1, rank: int = 0) -> tuple[ConcatDataset, ReplayMixSampler]:
     """The stage's mixed training dataset and its sampler (replay of earlier tasks at the configured shares)."""
@@ -167,5 +173,5 @@ def build_training_stream(cfg: Config, data: CurriculumData, stage: int, seed: i
         episodes = split.train if task_id == current else replay_episodes(split, cfg.sequential.replay_max_episodes_per_task, seed, task_id)
         datasets.append(task_dataset(data, task_id, episodes, cfg.policy.chunk_size))
     sizes = {task_id: len(ds) for task_id, ds in zip(mix, datasets)}
-    sampler = ReplayMixSampler(sizes, mix, current, seed, num_replicas=num_replicas, rank=rank)
+    sampler = ReplayMixSampler(sizes, mix, current, seed, num_replicas=num_replicas, rank=rank, total=fixed_epoch_samples(cfg))
     return ConcatDataset(datasets), sampler

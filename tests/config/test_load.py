@@ -62,6 +62,7 @@ def test_replay_off_switch():
         (["+foo=1"], "unknown top-level config key"),
         (["task.stage=3"], "stage is 3 but the task is at position 1"),
         (["task.data.action_dim=40"], "exceeds policy.max_action_dim"),
+        (["training.steps_per_epoch=0"], "training.steps_per_epoch"),
         (["data.video_backend=ffmpeg"], "data.video_backend must be one of auto, torchcodec, pyav, got 'ffmpeg'"),
     ],
 )

@@ -25,6 +25,17 @@ def test_epoch_length_is_current_frames_over_share():
     assert len(sampler) == samples_per_epoch(800, 0.6) == 1334
 
 
+@pytest.mark.parametrize("total", [400, 5000])  # shorter than one pass over the current task, and several passes
+def test_a_fixed_epoch_keeps_the_shares_and_draws_without_repeats_within_a_pass(total):
+    sampler = ReplayMixSampler(SIZES, MIX, current_task=4, seed=3, total=total)
+    stream = list(sampler)
+    assert len(stream) == len(sampler) == total
+    counts = Counter(task_of(i) for i in stream)
+    assert counts == task_counts(total, MIX)
+    current = Counter(i for i in stream if task_of(i) == 4)
+    assert max(current.values()) == -(-counts[4] // 800)  # each frame once per pass through the task
+
+
 @pytest.mark.parametrize("epoch", [0, 1, 7])
 def test_measured_shares_match_the_config(epoch):
     sampler = ReplayMixSampler(SIZES, MIX, current_task=4, seed=3)
