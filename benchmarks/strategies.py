@@ -34,8 +34,10 @@ STRATEGIES = (*SEQUENTIAL, "joint")
 
 
 def equal_budget(epochs: int, steps_per_epoch: int) -> list[str]:
-    """Overrides giving every stage of every strategy ``epochs`` x ``steps_per_epoch`` optimizer steps."""
-    return [f"training.epochs_override={epochs}", f"training.steps_per_epoch={steps_per_epoch}"]
+    """Overrides giving every stage of every strategy ``epochs`` x ``steps_per_epoch`` optimizer steps
+    (a config's ``max_steps_per_epoch`` cap is lifted: it would cut the joint run's longer epochs)."""
+    return [f"training.epochs_override={epochs}", f"training.steps_per_epoch={steps_per_epoch}",
+            "training.max_steps_per_epoch=null"]
 
 
 def run_strategy(name: str, config_dir: Path, config_name: str, out: Path, overrides: list[str]) -> dict:
@@ -50,6 +52,14 @@ def run_strategy(name: str, config_dir: Path, config_name: str, out: Path, overr
 
 def run_joint(config_dir: Path, config_name: str, out: Path, overrides: list[str]) -> dict:
     """One run of the last stage on an equal mix of every task, from scratch, with every stage's steps."""
+    cfg = joint_config(config_dir, config_name, out, overrides)
+    paths = stage_paths(cfg)
+    StageRunner(cfg, paths, prepare_curriculum_data(cfg, paths.run_root), init_path=None).run()
+    return json.loads((out / "joint" / CURRICULUM_RESULTS_FILE).read_text())
+
+
+def joint_config(config_dir: Path, config_name: str, out: Path, overrides: list[str]):
+    """The joint run's config: the last stage, every task at an equal share, stages x steps per epoch."""
     base = load_config(config_dir, config_name, overrides)
     last_task = f"task={base.curriculum[-1]}"
     last = load_config(config_dir, config_name, [*overrides, last_task])
@@ -58,15 +68,12 @@ def run_joint(config_dir: Path, config_name: str, out: Path, overrides: list[str
         raise ValueError("the joint strategy needs training.steps_per_epoch (its budget is the stages' summed steps)")
     share = 1.0 / len(last.tasks)
     mix = "{" + ", ".join(f"{t.key}: {share}" for t in last.tasks) + "}"
-    cfg = load_config(config_dir, config_name, [
+    return load_config(config_dir, config_name, [
         *overrides, last_task, f"training.output_directory={out / 'joint'}",
         f"sequential.stage{last.stage}_replay={mix}", "sequential.use_replay_buffer=true",
         f"training.steps_per_epoch={steps * len(last.tasks)}",
         "task.training.lr=1e-4",  # the stage-1 lr: training starts from scratch
     ])
-    paths = stage_paths(cfg)
-    StageRunner(cfg, paths, prepare_curriculum_data(cfg, paths.run_root), init_path=None).run()
-    return json.loads((out / "joint" / CURRICULUM_RESULTS_FILE).read_text())
 
 
 def optimizer_steps(run_dir: Path) -> int:

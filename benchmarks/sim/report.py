@@ -120,8 +120,9 @@ def write_docs(summary: dict, docs_dir: Path) -> Path:
         f"Machine: {summary['machine']}, tiny SmolVLM-architecture backbone (random init), CPU.  ",
         f"Budget: {budget['episodes']} expert episodes per task ({budget['validation_episodes']} held out for validation), "
         f"{budget['epochs']} epochs x "
-        f"at most {budget['steps_per_epoch']} steps x batch {budget['batch_size']} per stage (the joint run: at most "
-        f"{len(SIM_TASKS)} x {budget['steps_per_epoch']} steps per epoch; the steps each strategy really ran are in the "
+        f"{budget['steps_per_epoch']} optimizer steps x batch {budget['batch_size']} per stage for every strategy (the "
+        f"joint run: {len(SIM_TASKS)} x {budget['steps_per_epoch']} steps per epoch, the sequential runs' sum; `training."
+        f"steps_per_epoch`, so every strategy gets the same budget; the steps each really ran are in the "
         f"table), {budget['eval_episodes']} closed-loop episodes per (model, task) on seeds never used for "
         "demonstrations.  ",
         f"Wall time: {summary['seconds']['total'] / 60:.1f} min in all.",

@@ -33,9 +33,25 @@ def test_smoke_run_trains_evaluates_and_writes_the_tables(tmp_path):
         assert result["loss_matrix"], "the validation-loss matrix of the same run belongs next to the successes"
         assert all(len(episodes) == 1 for episodes in result["episodes"].values())  # --smoke: one episode each
     assert naive["bwt_success"] is not None and joint["bwt_success"] is None
+    # Same budget: --smoke is 1 epoch x 2 steps per stage, so 4 x 2 steps for naive and for the joint run.
+    assert naive["optimizer_steps"] == joint["optimizer_steps"] == 8
     for task_dir in ("task1_reach", "task2_push", "task3_pick_place", "task4_drawer_close"):
         assert (out / "naive" / task_dir / "best" / "model.safetensors").is_file()
 
     page = (docs / "benchmarks.md").read_text()
     assert "| naive |" in page and "| joint |" in page and "benchmarks/sim/run.py --smoke" in page
     assert (docs / "img" / "sim_success_matrices.png").stat().st_size > 5000
+
+
+@pytest.mark.parametrize("config_name", ["smolvla_sequential_metaworld", "smolvla_sequential_demo"])
+def test_every_strategy_gets_the_same_steps(tmp_path, config_name):
+    """Sequential: N steps per epoch in every stage; joint: stages x N per epoch, whatever cap the config has."""
+    from benchmarks.strategies import equal_budget, joint_config
+    from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config
+
+    budget = equal_budget(epochs=3, steps_per_epoch=150)  # above the metaworld config's own cap of 100
+    sequential = load_config(DEFAULT_CONFIG_DIR, config_name, budget)
+    joint = joint_config(DEFAULT_CONFIG_DIR, config_name, tmp_path, budget)
+    assert sequential.training.steps_per_epoch == 150 and sequential.training.max_steps_per_epoch is None
+    assert joint.training.steps_per_epoch == 150 * len(joint.tasks) and joint.training.max_steps_per_epoch is None
+    assert joint.task.training.max_epoch == sequential.task.training.max_epoch == 3
