@@ -30,9 +30,9 @@ first so lazy imports and caches do not land in the first measured run. Results:
 
     .venv/bin/python benchmarks/throughput.py [--steps 30] [--warmup 5] [--batch-size 8]
         [--num-workers 0 2] [--device cpu|cuda] [--full [--vlm-model-name DIR]] [--memory-only]
-        [--video [--video-backend auto|torchcodec|pyav]] [--image-hw 480 640] [--episodes N]
+        [--video [--video-backend auto|torchcodec|pyav]] [--image-hw 480 640] [--episodes N] [--stage N] [--json PATH]
     .venv/bin/python benchmarks/smolvlm2_architecture.py /tmp/arch   # offline stand-in for --full
-    .venv/bin/python benchmarks/throughput.py --full --vlm-model-name /tmp/arch --memory-only --batch-size 4 [--stage N] [--json PATH]
+    .venv/bin/python benchmarks/throughput.py --full --vlm-model-name /tmp/arch --memory-only --batch-size 4
 
 Other synthetic data than the demo's (``--video``, ``--image-hw``, ``--episodes``) is generated into
 a temp dir (or ``--data-dir``). Do not run it beside another training: on a small CPU the two
@@ -64,6 +64,7 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
+from kuavo_train.data.video import VIDEO_BACKENDS  # noqa: E402
 
 DEMO_CONFIG = "smolvla_sequential_demo"
 TASK_FILES = ["tasks/task1_moving_grasp", "tasks/task2_weighing", "tasks/task3_placement", "tasks/task4_sorting"]
@@ -527,8 +528,7 @@ ESTIMATE_BATCHES = (4, 8, 16, 32)
 def gpu_memory_estimate(model: dict) -> dict:
     """Peak GPU memory of a bf16-autocast run per batch size, from this run's parameter counts and
     saved-activation bytes (docs/performance.md, "Estimating memory"): static + A x B + overhead."""
-    total, trainable = model["parameters_total"], model["parameters_trainable"]
-    static = 4 * total + (4 + 8 + 2) * trainable  # fp32 weights, grads, AdamW moments, bf16 autocast weight cache
+    static = model["static_bytes_fp32_adamw"] + 2 * model["parameters_trainable"]  # + the bf16 autocast weight cache
     per_sample = max(model["activation_bytes_per_sample_ours"], model["activation_bytes_per_sample_lerobot"])
     mib = 2**20
     peak = {b: (static + per_sample * b) / mib + ESTIMATE_OVERHEAD_MIB for b in ESTIMATE_BATCHES}
@@ -626,7 +626,7 @@ def parse_args(argv=None):
     p.add_argument("--video", action="store_true", help="synthetic cameras as mp4 video instead of PNG in parquet")
     p.add_argument("--image-hw", type=int, nargs=2, default=list(DEFAULT_IMAGE_HW), metavar=("H", "W"),
                    help="synthetic camera size (default 48 64; the real Kuavo cameras are 480 640)")
-    p.add_argument("--video-backend", default="auto", choices=["auto", "torchcodec", "pyav"],
+    p.add_argument("--video-backend", default="auto", choices=VIDEO_BACKENDS,
                    help="mp4 decoder of both sides (data.video_backend; default auto: torchcodec when FFmpeg loads)")
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="synthetic episodes per task (default 12)")
     p.add_argument("--no-memory-model", action="store_true", help="skip the activation-bytes measurement")

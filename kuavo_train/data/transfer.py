@@ -42,7 +42,7 @@ def pack_collate(samples: list[dict]) -> PackedBatch:
     first = samples[0]
     columns = {key: _tensor_column([s[key] for s in samples]) for key in first}
     tensors = {key: column for key, column in columns.items() if column is not None}
-    others = default_collate([{k: s[k] for k in first if k not in tensors} for s in samples]) if len(tensors) < len(first) else {}
+    others = default_collate([{k: s[k] for k in first if k not in tensors} for s in samples])
     layout, size = [], 0
     for key, column in tensors.items():
         shape = (len(samples), *column[0].shape)
