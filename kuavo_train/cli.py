@@ -1,65 +1,60 @@
 """Command line: `kuavo-train <command>` (also `python -m kuavo_train <command>`).
 
-Commands:
-  train      one stage (same as kuavo_train/train_smolvla_sequential.py)
-  run-all    every stage of the curriculum in order, skipping complete ones
-  plan       print the plan of every stage and exit
-  check-data inspect dataset dirs and report problems
-  evaluate   instruction x task action-error matrix and latency of a checkpoint
-  report     report.md + PNGs (loss matrix, curves, criteria) of an output dir
-  demo       build the tiny backbone + synthetic data and run the whole demo curriculum
+Every sub-command is a function from its arguments to an exit code; only `main`'s guard prints
+user errors (one line, exit 2) and Ctrl-C (exit 130).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from kuavo_train.config.args import SCRIPT_DIR, parse_config_args, wants_help
 from kuavo_train.errors import KuavoError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+CONFIG_OPTIONS = """\
+options:
+  -h, --help            show this help and exit
+  --config-path DIR     folder of the YAML configs (default: configs/policy; a relative path is taken
+                        relative to kuavo_train/, as in the seed command's --config-path=../configs/policy)
+  --config-name NAME    config file in that folder, without .yaml (default: smolvla_sequential_base;
+                        the demo's: smolvla_sequential_demo)
+  key=value ...         Hydra-style overrides of any config key (list: `kuavo-train keys`)
+"""
+
+COMMON_OVERRIDES = """\
+most used overrides:
+  data.roots.<task name>=PATH        a task's dataset dir (names: moving_grasp weighing placement sorting);
+                                     give every task's root at every stage: stage 1 computes the
+                                     normalization over all of them
+  training.output_directory=DIR      where the stages write (default outputs/train/smolvla_sequential)
+  training.batch_size=8              lower it when the GPU runs out of memory
+  training.device=cuda               auto (default) | cpu | cuda | cuda:N
+  policy.pretrained_path=PATH        stage 1's starting model: hub id, local dir, or null (fresh)
+  policy.vlm_model_name=PATH         the VLM (hub id or local dir; tokenizer and architecture)
+  sequential.stage2_replay.task1=0.3 sequential.stage2_replay.task2=0.7   a stage's replay shares (sum 1)
+  training.dry_run=true              print the plan (mix, samples, steps, time, disk) and exit
+  training.overwrite=true            retrain a complete stage (its old best/ stays until the new one is done)
+every key with its type, default and meaning: kuavo-train keys [PREFIX]
+"""
 
 
-def _split_config_args(argv: list[str], relative_to: Path) -> tuple[Path, str, list[str]]:
-    """Parse Hydra-style ``--config-path``/``--config-name``; the rest are overrides."""
-    config_path, config_name, overrides = None, "smolvla_sequential_base", []
-    args = list(argv)
-    while args:
-        item = args.pop(0)
-        for flag in ("--config-path", "--config-name", "-cp", "-cn"):
-            if item == flag:
-                if not args:
-                    raise KuavoError(f"{flag} needs a value")
-                item = f"{flag}={args.pop(0)}"
-        if item.startswith(("--config-path=", "-cp=")):
-            config_path = item.split("=", 1)[1]
-        elif item.startswith(("--config-name=", "-cn=")):
-            config_name = item.split("=", 1)[1]
-        elif item.startswith("-"):
-            raise KuavoError(f"unknown option '{item}'; settings are Hydra overrides like training.resume=true")
-        else:
-            overrides.append(item)
-    if config_path is None:
-        config_dir = REPO_ROOT / "configs" / "policy"
-    else:
-        path = Path(config_path).expanduser()
-        config_dir = path if path.is_absolute() else (relative_to / path)
-    return config_dir.resolve(), config_name.removesuffix(".yaml"), overrides
+@dataclass(frozen=True)
+class Command:
+    summary: str
+    run: Callable[[list[str]], int]
+    help: str | None = None  # None: the command parses its own --help (argparse)
 
 
-def run_train_command(argv: list[str], relative_to: Path) -> int:
-    """The seed command: train the stage named by ``task=``."""
-    return _guarded(lambda: _train(argv, relative_to))
-
-
-def _train(argv: list[str], relative_to: Path) -> int:
+def _train(argv: list[str], relative_to: Path = SCRIPT_DIR) -> int:
     from kuavo_train.config.load import load_config
     from kuavo_train.curriculum.stage import run_stage
 
-    config_dir, config_name, overrides = _split_config_args(argv, relative_to)
-    cfg = load_config(config_dir, config_name, overrides)
+    args = parse_config_args(argv, relative_to)
+    cfg = load_config(args.config_dir, args.config_name, args.overrides)
     result = run_stage(cfg)
     if result.status == "interrupted":
         return 130
@@ -69,12 +64,29 @@ def _train(argv: list[str], relative_to: Path) -> int:
 def _run_all(argv: list[str]) -> int:
     from kuavo_train.curriculum.run_all import run_all
 
-    config_dir, config_name, overrides = _split_config_args(argv, REPO_ROOT / "kuavo_train")
-    return run_all(config_dir, config_name, overrides)
+    args = parse_config_args(argv)
+    return run_all(args.config_dir, args.config_name, args.overrides)
 
 
 def _plan(argv: list[str]) -> int:
     return _run_all([*argv, "training.dry_run=true"])
+
+
+def _keys(argv: list[str]) -> int:
+    from kuavo_train.config.keys import config_keys, format_keys
+    from kuavo_train.config.load import load_config
+
+    prefixes = [a for a in argv if not a.startswith("-") and "=" not in a]
+    args = parse_config_args([a for a in argv if a not in prefixes])
+    cfg = load_config(args.config_dir, args.config_name, args.overrides)
+    docs = config_keys(cfg)
+    print(f"# keys of {args.config_dir / args.config_name}.yaml: key (type) = value in this config, then its meaning")
+    for prefix in prefixes or [None]:
+        text = format_keys(docs, prefix)
+        if not text:
+            raise KuavoError(f"no config key starts with '{prefix}'; try one of: task policy training sequential criteria data")
+        print(text)
+    return 0
 
 
 def _check_data(argv: list[str]) -> int:
@@ -95,31 +107,134 @@ def _evaluate(argv: list[str]) -> int:
     return evaluate_main(argv)
 
 
+def _export(argv: list[str]) -> int:
+    from kuavo_train.deploy.export import export_main
+
+    return export_main(argv)
+
+
 def _demo(argv: list[str]) -> int:
     from kuavo_train.demo.run import run_demo
 
     return run_demo(argv)
 
 
-COMMANDS = {"train": None, "run-all": _run_all, "plan": _plan, "check-data": _check_data, "evaluate": _evaluate,
-            "report": _report, "demo": _demo}
+TRAIN_HELP = f"""\
+usage: kuavo-train train [--config-path DIR] [--config-name NAME] task=tasks/<task file> [key=value ...]
+   or: python kuavo_train/train_smolvla_sequential.py --config-path=../configs/policy \\
+         --config-name=smolvla_sequential_base task=tasks/task1_moving_grasp [key=value ...]
+
+Train one stage of the curriculum: the task named by task=... . Stage 1 starts from
+policy.pretrained_path (lerobot/smolvla_base); stage N starts from stage N-1's best/ (an error prints
+the command that makes it). A complete stage is skipped ("already complete"); an interrupted one
+resumes from its last/ ("Resuming from epoch E step S").
+
+{CONFIG_OPTIONS}
+  task=tasks/task2_weighing          the stage to train (a file under the config dir's tasks/)
+  task.<field>=value                 a field of this stage's task file only, e.g. task.training.lr=3e-5
+
+{COMMON_OVERRIDES}"""
+
+RUN_ALL_HELP = f"""\
+usage: kuavo-train run-all [--config-path DIR] [--config-name NAME] [key=value ...]
+
+Train every stage of the curriculum in order, each exactly as `kuavo-train train task=...` would,
+skipping complete stages and resuming an interrupted one. task.<field> overrides are refused (they
+would change each stage's own task in turn): give datasets as data.roots.<task name>=PATH.
+
+{CONFIG_OPTIONS}
+{COMMON_OVERRIDES}"""
+
+PLAN_HELP = f"""\
+usage: kuavo-train plan [--config-path DIR] [--config-name NAME] [key=value ...]
+
+Print the plan of every stage (replay mix, frames, samples per epoch, steps, lr, validation frames,
+rough time and disk) and exit; same as run-all with training.dry_run=true. Trains nothing, but it
+does read all datasets: it converts v2.1 data into the ingest cache (data.cache_dir) once, and writes
+the run's splits.json, normalization_stats.json and feature_schema.json into training.output_directory
+(reused by training). On 4 x 200 real episodes expect the first plan to take as long as one pass of
+conversion and statistics over the data (minutes); later plans reuse the cache.
+
+{CONFIG_OPTIONS}
+{COMMON_OVERRIDES}"""
+
+DEMO_HELP = f"""\
+usage: kuavo-train demo [key=value ...]      (make demo runs it)
+
+Build a tiny SmolVLM-architecture backbone (random weights) and four synthetic Kuavo-format
+datasets into demo_data/ (once), train all four stages on CPU with config smolvla_sequential_demo
+into outputs/demo/, then evaluate language switching and write outputs/demo/report/report.md.
+A few minutes. The tiny random-init model shows the pipeline, not a good policy: some success
+criteria fail by design (README, "What the demo shows").
+
+{CONFIG_OPTIONS}"""
+
+KEYS_HELP = """\
+usage: kuavo-train keys [--config-path DIR] [--config-name NAME] [PREFIX ...] [key=value ...]
+
+Print every config key with its type, its value in the chosen config (after overrides) and its
+meaning, generated from the typed schema (kuavo_train/config/schema.py). PREFIX filters, e.g.
+`kuavo-train keys training.` or `kuavo-train keys --config-name=smolvla_sequential_demo policy.`
+
+options:
+  -h, --help            show this help and exit
+  --config-path DIR, --config-name NAME   as for train
+"""
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("train one stage (same as python kuavo_train/train_smolvla_sequential.py ...)", _train, TRAIN_HELP),
+    "run-all": Command("train every stage in order, skipping complete ones", _run_all, RUN_ALL_HELP),
+    "plan": Command("print every stage's plan (mix, steps, time, disk) and exit", _plan, PLAN_HELP),
+    "check-data": Command("inspect dataset dirs and report problems (never modifies them)", _check_data),
+    "evaluate": Command("instruction x task action-error matrix and latency of a checkpoint", _evaluate),
+    "report": Command("report.md + PNGs (loss matrix, curves, criteria) of a run", _report),
+    "export": Command("write a self-contained folder of a checkpoint for deployment", _export),
+    "keys": Command("list every config key with type, value and meaning", _keys, KEYS_HELP),
+    "demo": Command("tiny backbone + synthetic data: the whole curriculum on CPU in minutes", _demo, DEMO_HELP),
+}
+
+
+def usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: kuavo-train <command> [arguments]   (kuavo-train <command> --help for its options)", "",
+             "Sequential multi-task fine-tuning of one SmolVLA policy on the Kuavo tasks.", "", "commands:"]
+    lines += [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print(__doc__)
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"error: unknown command '{argv[0]}'", file=sys.stderr)
-            return 2
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # `kuavo-train keys | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (silence the flush at exit)
         return 0
-    command, rest = argv[0], argv[1:]
-    if command == "train":
-        return run_train_command(rest, relative_to=REPO_ROOT / "kuavo_train")
-    return _guarded(lambda: COMMANDS[command](rest))
 
 
-def _guarded(action) -> int:
+def _dispatch(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(usage(), file=sys.stderr)
+        print(f"error: unknown command '{name}'", file=sys.stderr)
+        return 2
+    command = COMMANDS[name]
+    if command.help is not None and wants_help(rest):
+        print(command.help)
+        return 0
+    return guarded(lambda: command.run(rest))
+
+
+def run_train_command(argv: list[str], relative_to: Path) -> int:
+    """The seed script's entry: `kuavo-train train` with --config-path relative to ``relative_to``."""
+    if wants_help(argv):
+        print(TRAIN_HELP)
+        return 0
+    return guarded(lambda: _train(argv, relative_to))
+
+
+def guarded(action: Callable[[], int]) -> int:
     """User errors print one line and exit 2; Ctrl-C exits 130."""
     try:
         return action()

@@ -23,6 +23,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from kuavo_train.config.args import DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_NAME, REPO_ROOT
 from kuavo_train.config.schema import (
     Config,
     CriteriaConfig,
@@ -35,10 +36,7 @@ from kuavo_train.config.schema import (
 from kuavo_train.config.validate import validate_config
 from kuavo_train.errors import KuavoError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG_DIR = REPO_ROOT / "configs" / "policy"
-DEFAULT_CONFIG_NAME = "smolvla_sequential_base"
-
+__all__ = ["DEFAULT_CONFIG_DIR", "DEFAULT_CONFIG_NAME", "REPO_ROOT", "load_config"]
 _SECTIONS = {
     "policy": PolicyConfig,
     "training": TrainingConfig,
@@ -59,7 +57,7 @@ def load_config(
         raise KuavoError(
             f"config file {config_dir / (config_name + '.yaml')} not found; check --config-path/--config-name"
         )
-    task_file, task_overrides, base_overrides = _split_overrides(overrides)
+    task_file, task_overrides, base_overrides, root_overrides = _split_overrides(overrides)
     base = _compose(config_dir, config_name, base_overrides)
     task_file = task_file or _require_str(base, "task")
     curriculum = [str(t) for t in _require(base, "curriculum")]
@@ -72,6 +70,7 @@ def load_config(
         for name in curriculum
     ]
     data = _to_dataclass(DataConfig, base.get("data", {}), "data")
+    data.roots.update(root_overrides)
     root_given = any(o.lstrip("+~").startswith("data.root=") for o in task_overrides)
     _apply_root_overrides(tasks, data, current_root_given=root_given, current=task_file, curriculum=curriculum)
     unknown = set(base.keys()) - {"task", "curriculum", "sequential", *_SECTIONS}
@@ -88,6 +87,8 @@ def load_config(
         criteria=_to_dataclass(CriteriaConfig, base.get("criteria", {}), "criteria"),
         data=data,
         config_dir=str(config_dir),
+        config_name=config_name,
+        overrides=list(overrides),
     )
     _finalize(cfg)
     validate_config(cfg)
@@ -110,21 +111,31 @@ def _finalize(cfg: Config) -> None:
             setattr(cfg.policy, key, str(Path(value).expanduser().absolute()))
 
 
-def _split_overrides(overrides) -> tuple[str | None, list[str], list[str]]:
-    """Separate ``task=...`` and ``task.<field>=...`` from the base overrides."""
-    task_file, task_overrides, base_overrides = None, [], []
+def _split_overrides(overrides) -> tuple[str | None, list[str], list[str], dict[str, str]]:
+    """Separate ``task=...``, ``task.<field>=...`` and ``data.roots.<task name>=...`` from the base overrides.
+
+    ``data.roots.<name>`` is applied here rather than by Hydra so that it works on every config,
+    whether or not its YAML lists that task under ``data.roots`` (the base config lists none).
+    """
+    task_file, task_overrides, base_overrides, roots = None, [], [], {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep:
             raise KuavoError(f"override '{item}' is not of the form key=value")
+        bare = key.lstrip("+~")
+        prefix = key[: len(key) - len(bare)]
         if key == "task":
             task_file = value.removesuffix(".yaml")
-        elif key.lstrip("+~").startswith("task."):
-            prefix = key[: len(key) - len(key.lstrip("+~"))]
-            task_overrides.append(f"{prefix}{key.lstrip('+~').removeprefix('task.')}={value}")
+        elif bare.startswith("task."):
+            task_overrides.append(f"{prefix}{bare.removeprefix('task.')}={value}")
+        elif bare.startswith("data.roots.") and "~" not in prefix:
+            name = bare.removeprefix("data.roots.")
+            if not name or "." in name or not value:
+                raise KuavoError(f"override '{item}' must look like data.roots.<task name>=/path/to/dataset")
+            roots[name] = value
         else:
             base_overrides.append(item)
-    return task_file, task_overrides, base_overrides
+    return task_file, task_overrides, base_overrides, roots
 
 
 def _compose(config_dir: Path, name: str, overrides: list[str]) -> DictConfig:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from kuavo_train.config.args import DEFAULT_CONFIG_DIR, SCRIPT_DIR
 from kuavo_train.config.schema import Config, TaskConfig
 from kuavo_train.errors import KuavoError
 from kuavo_train.training.checkpoint import is_complete_policy_dir
@@ -58,11 +61,22 @@ def is_stage_complete(paths: StagePaths) -> bool:
 
 
 def stage_command(cfg: Config, task: TaskConfig) -> str:
+    """The command that trains ``task``'s stage with this run's config and overrides, runnable as printed
+    from the current directory (``task.<field>`` overrides belong to the current stage and are left out)."""
+    script = SCRIPT_DIR / "train_smolvla_sequential.py"
+    config_path = "../configs/policy" if Path(cfg.config_dir) == DEFAULT_CONFIG_DIR else cfg.config_dir
+    kept = [o for o in cfg.overrides if o.partition("=")[0].lstrip("+~").split(".")[0] != "task"]
     task_file = cfg.curriculum[cfg.tasks.index(task)]
-    return (
-        "python kuavo_train/train_smolvla_sequential.py --config-path=../configs/policy "
-        f"--config-name=<your config> task={task_file}"
-    )
+    return shlex.join([_shown_path(Path(sys.executable)), _shown_path(script), f"--config-path={config_path}",
+                       f"--config-name={cfg.config_name}", f"task={task_file}", *kept])
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (shorter, still runnable)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def previous_best(cfg: Config) -> Path:

@@ -6,11 +6,13 @@ from pathlib import Path
 
 from kuavo_train.config.load import load_config
 from kuavo_train.curriculum.stage import run_stage
+from kuavo_train.errors import KuavoError
 from kuavo_train.evaluation.results import CURRICULUM_RESULTS_FILE, format_matrix, read_stage_results
 
 
 def run_all(config_dir: Path, config_name: str, overrides: list[str]) -> int:
-    base = load_config(config_dir, config_name, [o for o in overrides if not o.startswith("task=")])
+    _refuse_task_overrides(overrides)
+    base = load_config(config_dir, config_name, _without_task(overrides))
     failed = []
     for task_file in base.curriculum:
         cfg = load_config(config_dir, config_name, [*_without_task(overrides), f"task={task_file}"])
@@ -37,3 +39,16 @@ def run_all(config_dir: Path, config_name: str, overrides: list[str]) -> int:
 
 def _without_task(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.startswith("task=")]
+
+
+def _refuse_task_overrides(overrides: list[str]) -> None:
+    """`task.<field>` means the current stage's task; across all stages it would change each stage's task in turn."""
+    for item in overrides:
+        key = item.partition("=")[0].lstrip("+~")
+        if key == "task.data.root":
+            raise KuavoError(f"'{item}': run-all trains every task, so task.data.root is ambiguous; give each task's "
+                             "dataset as data.roots.<task name>=PATH (e.g. data.roots.weighing=/data/task2)")
+        if key.startswith("task."):
+            raise KuavoError(f"'{item}': run-all trains every task, and task.<field> would apply to each stage's own task "
+                             "in turn; edit the task files (curriculum list in the config), or train one stage with "
+                             "`kuavo-train train task=<file> task.<field>=...`")

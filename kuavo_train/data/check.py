@@ -790,14 +790,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "roots", nargs="*", metavar="ROOT",
-        help="dataset dir(s); with --config-name, KEY=VALUE items are config overrides (e.g. data.roots.weighing=/data/t2)",
+        help="dataset dir(s) to check one by one; KEY=VALUE items are config overrides, and with them (or --config-name) "
+             "every task of the curriculum is checked against its task file (e.g. data.roots.weighing=/data/t2)",
     )
     p.add_argument("--state-dim", type=_positive_int, help="expected observation.state size")
     p.add_argument("--action-dim", type=_positive_int, help="expected action size")
     p.add_argument("--cameras", type=_camera_list, help="required cameras, comma separated (e.g. head_cam_h,wrist_cam_l)")
     p.add_argument("--fps", type=_positive_float, help="expected fps")
     p.add_argument("--instruction", help="training instruction to compare with the dataset's task strings")
-    p.add_argument("--config-name", help="check every task of this config (e.g. smolvla_sequential_base)")
+    p.add_argument("--config-name", help="check every task of this config (default smolvla_sequential_base when overrides are given)")
     p.add_argument("--config-path", help="config dir (default configs/policy)")
     return p
 
@@ -846,10 +847,9 @@ def _jobs(args) -> list[tuple[str | None, str, dict[str, Any]]]:
         "instruction": args.instruction,
     }
     jobs: list[tuple[str | None, str, dict[str, Any]]] = []
-    roots = list(args.roots)
-    if args.config_name or args.config_path:
-        overrides = [r for r in roots if "=" in r]
-        roots = [r for r in roots if "=" not in r]
+    overrides = [r for r in args.roots if "=" in r]
+    roots = [r for r in args.roots if "=" not in r]
+    if args.config_name or args.config_path or overrides:
         jobs.extend(_config_jobs(args, overrides, cli_expect))
     elif not roots:
         raise KuavoError("give at least one dataset dir (kuavo-train check-data ROOT [ROOT ...]) or --config-name NAME")
@@ -858,16 +858,13 @@ def _jobs(args) -> list[tuple[str | None, str, dict[str, Any]]]:
 
 
 def _config_jobs(args, overrides: list[str], cli_expect: dict[str, Any]):
-    from kuavo_train.config.load import DEFAULT_CONFIG_DIR, DEFAULT_CONFIG_NAME, REPO_ROOT, load_config
+    from kuavo_train.config.args import parse_config_args
+    from kuavo_train.config.load import load_config
 
-    config_dir = DEFAULT_CONFIG_DIR
-    if args.config_path:
-        path = Path(args.config_path).expanduser()
-        if not path.is_absolute() and not path.is_dir():
-            path = REPO_ROOT / "kuavo_train" / path  # like the seed command's --config-path=../configs/policy
-        config_dir = path
-    name = (args.config_name or DEFAULT_CONFIG_NAME).removesuffix(".yaml")
-    cfg = load_config(config_dir, name, overrides)
+    flags = [f"--config-name={args.config_name}"] if args.config_name else []
+    flags += [f"--config-path={args.config_path}"] if args.config_path else []
+    parsed = parse_config_args([*flags, *overrides])
+    cfg = load_config(parsed.config_dir, parsed.config_name, parsed.overrides)
     jobs = []
     for task in cfg.tasks:
         expect = {

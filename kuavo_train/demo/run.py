@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from kuavo_train.cli import REPO_ROOT, _split_config_args
+from kuavo_train.config.args import parse_config_args
 from kuavo_train.config.load import load_config
 from kuavo_train.curriculum.run_all import run_all
 from kuavo_train.demo.assets import ensure_demo_assets
@@ -13,12 +13,16 @@ from kuavo_train.evaluation.instruction_following import evaluate_main
 from kuavo_train.reporting.report import write_report
 
 DEMO_CONFIG = "smolvla_sequential_demo"
+WHAT_THE_DEMO_SHOWS = """
+What this demo shows: every part of the pipeline end to end (ingest, replay, held-out validation,
+forgetting analysis, checkpoints, criteria, loss matrix, language switching, report). Its model is a
+tiny random-init backbone trained a few minutes on CPU, so failed success criteria and forgetting
+verdicts here are expected and say nothing about the real model (README: "What the demo shows")."""
 
 
 def run_demo(argv: list[str]) -> int:
-    config_dir, config_name, overrides = _split_config_args(
-        [f"--config-name={DEMO_CONFIG}", *argv], relative_to=REPO_ROOT / "kuavo_train"
-    )
+    args = parse_config_args([f"--config-name={DEMO_CONFIG}", *argv])
+    config_dir, config_name, overrides = args.config_dir, args.config_name, args.overrides
     cfg = load_config(config_dir, config_name, overrides)
     started = time.perf_counter()
     ensure_demo_assets(cfg)
@@ -28,8 +32,9 @@ def run_demo(argv: list[str]) -> int:
         return code
     final = Path(cfg.training.output_directory) / cfg.tasks[-1].dirname / "best"
     print("\nLanguage switching of the final model:")
-    evaluate_main([str(final), f"--config-name={config_name}", "--max-frames=200", *overrides])
+    evaluate_main([str(final), "--max-frames=200"])
     report = write_report(Path(cfg.training.output_directory))
     print(f"report: {report} (+ PNGs beside it)")
     print(f"demo finished in {time.perf_counter() - started:.0f}s")
+    print(WHAT_THE_DEMO_SHOWS)
     return 0

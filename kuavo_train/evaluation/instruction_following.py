@@ -7,7 +7,10 @@ units. Every cell compares the 16 shared arm dims (7 + claw per side); task 4's 
 reported separately (its own instruction on its own data). A model that follows language has the
 lowest error on the diagonal of each column; the margin is how much lower.
 
-    kuavo-train evaluate <checkpoint dir> [--config-name NAME] [--tasks 1 2 3 4] [--max-frames 64] [key=value ...]
+    kuavo-train evaluate <checkpoint or run dir> [--tasks 1 2 3 4] [--max-frames 64] [key=value ...]
+
+The data and held-out episodes are those the checkpoint's stage recorded (its config, overrides
+and data roots); key=value overrides change them, --config-name replaces the recorded config.
 
 Writes ``instruction_matrix.json`` next to the curriculum results (read by ``kuavo-train report``).
 """
@@ -137,8 +140,9 @@ def format_matrix(result: dict, names: dict[int, str]) -> str:
 
 
 def evaluate_main(argv: list[str]) -> int:
-    from kuavo_train.cli import REPO_ROOT, _split_config_args
+    from kuavo_train.config.args import parse_config_args
     from kuavo_train.config.load import load_config
+    from kuavo_train.curriculum.recorded import final_checkpoint, recorded_config, run_root_of
     from kuavo_train.data.prepare import prepare_curriculum_data, task_dataset
     from kuavo_train.evaluation.validate import limit_samples
     from kuavo_train.training.checkpoint import write_json_atomically
@@ -146,22 +150,31 @@ def evaluate_main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(prog="kuavo-train evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--config-name", default="smolvla_sequential_base")
-    parser.add_argument("--tasks", type=int, nargs="*", default=None)
+    parser.add_argument("checkpoint", type=Path,
+                        help="a checkpoint (<run>/<stage>/best) or a run dir (then its last complete stage's best/)")
+    parser.add_argument("--config-name", default=None,
+                        help="config to rebuild the data with (default: the one the checkpoint's stage recorded)")
+    parser.add_argument("--config-path", default=None, help="folder of --config-name (default configs/policy)")
+    parser.add_argument("--tasks", type=int, nargs="*", default=None, help="task ids to evaluate (default: all trained)")
     parser.add_argument("--max-frames", type=int, default=64, help="held-out frames per task (evenly spaced)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.epilog = "key=value arguments override config keys (e.g. data.roots.weighing=/new/path); see `kuavo-train keys`."
     args, overrides = parser.parse_known_args(argv)
     bad = [o for o in overrides if "=" not in o or o.startswith("-")]
     if bad:
-        raise KuavoError(f"unknown argument(s) {bad}; config overrides look like key=value")
-    run_root = args.checkpoint.resolve().parent.parent
-    config_dir, config_name, overrides = _split_config_args([f"--config-name={args.config_name}", *overrides],
-                                                           REPO_ROOT / "kuavo_train")
-    cfg = load_config(config_dir, config_name, [*overrides, f"training.output_directory={run_root}"])
-    if not (run_root / "splits.json").is_file():
-        raise KuavoError(f"{run_root / 'splits.json'} is missing: pass a checkpoint inside a kuavo_train output dir (…/<stage>/best)")
-    wrapper = SmolVLAPolicyWrapper.from_pretrained(args.checkpoint, device=args.device)
+        raise KuavoError(f"unknown argument(s) {bad}; config overrides look like key=value (see --help)")
+    run_root = run_root_of(args.checkpoint)
+    checkpoint = args.checkpoint if (args.checkpoint / "config.json").is_file() else final_checkpoint(run_root)
+    if args.config_name or args.config_path:
+        flags = [f"--config-name={args.config_name}"] if args.config_name else []
+        flags += [f"--config-path={args.config_path}"] if args.config_path else []
+        parsed = parse_config_args([*flags, *overrides])
+        cfg = load_config(parsed.config_dir, parsed.config_name,
+                          [*parsed.overrides, f"training.output_directory={run_root}"])
+    else:
+        cfg = recorded_config(checkpoint, overrides)
+    print(f"evaluating {checkpoint}")
+    wrapper = SmolVLAPolicyWrapper.from_pretrained(checkpoint, device=args.device)
     data = prepare_curriculum_data(cfg, run_root)
     task_ids = args.tasks or [t.task_id for t in wrapper.schema.tasks]
     frames = {}
@@ -169,7 +182,7 @@ def evaluate_main(argv: list[str]) -> int:
         dataset = limit_samples(task_dataset(data, task_id, data.splits[task_id].val, wrapper.chunk_size), args.max_frames)
         frames[task_id] = [dataset[i] for i in range(len(dataset))]
     result = evaluate_instruction_matrix(wrapper, frames, seed=cfg.training.seed).to_dict()
-    result["checkpoint"] = str(args.checkpoint.resolve())
+    result["checkpoint"] = str(Path(checkpoint).resolve())
     write_json_atomically(run_root / MATRIX_FILE, result)
     print(format_matrix(result, {t.task_id: t.name for t in wrapper.schema.tasks}))
     print(f"written: {run_root / MATRIX_FILE}")

@@ -554,15 +554,18 @@ def write_report(run_root: Path, out_dir: Path | None = None) -> Path:
 
 
 def report_main(argv: list[str] | None = None) -> int:
+    from kuavo_train.curriculum.recorded import run_root_of
+
     parser = argparse.ArgumentParser(
         prog="kuavo-train report",
         description="Write a Markdown report with pictures (loss matrix, curves, criteria, forgetting, timings) "
                     "for a curriculum run.")
-    parser.add_argument("output_dir", type=Path, help="the run's training.output_directory, e.g. outputs/demo")
+    parser.add_argument("output_dir", type=Path,
+                        help="the run's training.output_directory (e.g. outputs/demo), or a stage or checkpoint dir in it")
     parser.add_argument("--out", type=Path, default=None, help="where to write the report (default OUTPUT_DIR/report)")
     args = parser.parse_args(argv)
     try:
-        path = write_report(args.output_dir, args.out)
+        path = write_report(run_root_of(args.output_dir), args.out)
     except KuavoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,13 +1,13 @@
 """The seed's command, run for real in a subprocess (demo settings), and what it must produce."""
 
 import json
+import shlex
+import subprocess
 
 import pytest
 import torch
 
-from tests.conftest import TASK_FILES
-
-from tests.conftest import SEED_RUN_EXTRA, run_seed_command
+from tests.conftest import REPO_ROOT, SEED_RUN_EXTRA, TASK_FILES, run_seed_command
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +90,9 @@ def test_stage2_without_stage1_names_the_command(demo_env, tmp_path):
     assert result.returncode == 2
     assert "train stage 1 first" in result.stderr and "task=tasks/task1_moving_grasp" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    # The printed command is runnable as printed (here in dry-run form) and carries the user's overrides.
+    command = shlex.split(result.stderr.split("train stage 1 first: ", 1)[1])
+    assert all(o in command for o in demo_env.overrides) and "--config-name=smolvla_sequential_demo" in command
+    rerun = subprocess.run([*command, "training.dry_run=true"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert "Plan of stage 1 (task1_moving_grasp)" in rerun.stdout

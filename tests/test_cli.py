@@ -1,0 +1,146 @@
+"""The command line as a new user meets it: --help everywhere, keys, data roots, refusals, evaluate by path."""
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import fields, is_dataclass
+
+import pytest
+import yaml
+
+from kuavo_train.cli import COMMANDS, main
+from kuavo_train.config.keys import config_keys
+from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config
+from kuavo_train.config.schema import Config
+from kuavo_train.evaluation.instruction_following import evaluate_main
+from tests.conftest import REPO_ROOT, SCRIPT, TASK_FILES
+
+BASE = "smolvla_sequential_base"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_every_command_has_help(command, flag, capsys):
+    try:
+        code = main([command, flag])
+    except SystemExit as exited:  # argparse-based commands
+        code = exited.code
+    out = capsys.readouterr().out
+    assert code == 0 and "usage:" in out and command in out
+    assert len(out.splitlines()) >= 4  # purpose and options, not a bare usage line
+
+
+def test_seed_script_and_top_level_help():
+    for command in ([sys.executable, str(SCRIPT), "--help"], [sys.executable, "-m", "kuavo_train", "--help"]):
+        result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
+    assert "data.roots.<task name>=PATH" in result.stdout or "commands:" in result.stdout
+
+
+def test_hydra_style_help_points_to_the_key_list(capsys):
+    for command in ("train", "run-all", "plan"):
+        main([command, "--help"])
+        out = capsys.readouterr().out
+        assert "data.roots.<task name>=PATH" in out and "kuavo-train keys" in out
+
+
+def test_keys_lists_every_schema_field_with_a_meaning(capsys):
+    cfg = load_config()
+    docs = {d.key: d for d in config_keys(cfg)}
+    expected = set()
+    for section in ("policy", "training", "criteria", "data", "task"):
+        expected |= _leaf_keys(getattr(cfg, section), section)
+    expected -= {"data.roots"}
+    expected |= {"data.roots.<task name>", "sequential.stage<N>_replay", "sequential.use_replay_buffer"}
+    assert expected <= set(docs), sorted(expected - set(docs))
+    assert [k for k, d in docs.items() if not d.meaning] == []
+    assert main(["keys", "training.batch"]) == 0
+    out = capsys.readouterr().out
+    assert "training.batch_size (int) = 16" in out and "policy." not in out
+    assert main(["keys", "nosuchkey"]) == 2
+
+
+def _leaf_keys(obj, prefix: str) -> set[str]:
+    keys = set()
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        keys |= _leaf_keys(value, f"{prefix}.{f.name}") if is_dataclass(value) else {f"{prefix}.{f.name}"}
+    return keys
+
+
+def test_config_object_fields_are_all_covered():
+    assert {f.name for f in fields(Config)} >= {"policy", "training", "sequential", "criteria", "data", "task"}
+
+
+def test_data_roots_override_on_the_base_config_plans(demo_env, tmp_path, capsys):
+    """`data.roots.<name>=PATH` works on the base config, whose YAML lists no roots."""
+    roots = [o for o in demo_env.overrides if o.startswith("data.roots.")]
+    assert yaml.safe_load((DEFAULT_CONFIG_DIR / f"{BASE}.yaml").read_text())["data"]["roots"] == {}
+    cache = next(o for o in demo_env.overrides if o.startswith("data.cache_dir="))
+    code = main(["plan", *roots, cache, f"training.output_directory={tmp_path / 'run'}", "training.validation_episodes=2"])
+    out = capsys.readouterr().out
+    assert code == 0
+    for stage, name in enumerate(["task1_moving_grasp", "task2_weighing", "task3_placement", "task4_sorting"], start=1):
+        assert f"Plan of stage {stage} ({name})" in out
+    cfg = load_config(DEFAULT_CONFIG_DIR, BASE, [*roots, "+data.roots.weighing=/elsewhere"])
+    assert cfg.tasks[1].data.root == "/elsewhere"  # the old `+` form still works
+
+
+def test_malformed_root_override_is_one_line():
+    with pytest.raises(Exception, match="data.roots.<task name>=/path"):
+        load_config(DEFAULT_CONFIG_DIR, BASE, ["data.roots.=/x"])
+
+
+def test_run_all_refuses_task_data_root_before_training(tmp_path, capsys):
+    code = main(["run-all", "task.data.root=/data/t1", f"training.output_directory={tmp_path / 'run'}"])
+    err = capsys.readouterr().err
+    assert code == 2 and "data.roots.<task name>=PATH" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    assert main(["run-all", "task.training.lr=1e-5"]) == 2
+
+
+def test_cuda_device_fails_fast_with_the_reason(monkeypatch):
+    from kuavo_train.errors import KuavoError
+    from kuavo_train import device
+
+    monkeypatch.setattr(device, "cuda_problem", lambda: "The NVIDIA driver on your system is too old (found version 11040)")
+    with pytest.raises(KuavoError, match="too old.*training.device=cpu"):
+        device.choose_device("cuda")
+    choice = device.choose_device("auto")
+    assert choice.device.type == "cpu" and "too old" in choice.reason
+
+
+def test_evaluate_a_checkpoint_with_no_overrides(seed_stage1, tmp_path, capsys):
+    """The run dir records its config, overrides and data roots: a path is enough, from any directory."""
+    output, _ = seed_stage1
+    assert evaluate_main([str(output / "task1_moving_grasp" / "best"), "--tasks", "1", "--max-frames", "4",
+                          "--device", "cpu"]) == 0
+    assert json.loads((output / "instruction_matrix.json").read_text())["tasks"] == [1]
+    assert evaluate_main([str(output), "--tasks", "1", "--max-frames", "4", "--device", "cpu"]) == 0  # run dir
+    assert "task1_moving_grasp/best" in capsys.readouterr().out
+
+
+def test_evaluate_outside_a_run_names_the_problem(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path)]) == 2
+    assert "not inside a kuavo_train run" in capsys.readouterr().err
+
+
+def test_five_task_curriculum_plans_in_dry_run(demo_env, tmp_path, capsys):
+    """README "Your own tasks": a 5th task file + the curriculum list + its replay shares, no code."""
+    config_dir = tmp_path / "policy"
+    shutil.copytree(DEFAULT_CONFIG_DIR, config_dir)
+    task = yaml.safe_load((config_dir / "tasks" / "task2_weighing.yaml").read_text())
+    task |= {"id": 5, "name": "weighing_left", "stage": 5, "language_instruction": "Weigh the parcel with the left hand"}
+    (config_dir / "tasks" / "task5_weighing_left.yaml").write_text("# @package _global_\n" + yaml.safe_dump(task))
+    (config_dir / "my_curriculum.yaml").write_text(
+        "defaults:\n  - smolvla_sequential_demo\n  - _self_\n"
+        f"curriculum: [{', '.join(TASK_FILES)}, tasks/task5_weighing_left]\n"
+        "sequential:\n  stage5_replay: {task1: 0.1, task2: 0.1, task3: 0.1, task4: 0.1, task5: 0.6}\n")
+    roots = [o for o in demo_env.overrides if not o.startswith("training.output_directory")]
+    weighing = next(o for o in roots if o.startswith("data.roots.weighing=")).split("=", 1)[1]
+    code = main(["plan", f"--config-path={config_dir}", "--config-name=my_curriculum", *roots,
+                 f"data.roots.weighing_left={weighing}", f"training.output_directory={tmp_path / 'run'}"])
+    out = capsys.readouterr().out
+    assert code == 0 and "Plan of stage 5 (task5_weighing_left)" in out
+    assert "task5 0.60" in out
