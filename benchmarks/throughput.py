@@ -243,7 +243,7 @@ def make_setup(args, tmp: Path) -> Setup:
             *base, f"policy.vlm_model_name={args.vlm_model_name}", *FULL_POLICY,
             f"training.mixed_precision={precision}",
         ])
-    from kuavo_train.policy.factory import resolve_device
+    from kuavo_train.device import resolve_device
 
     return Setup(cfg=cfg, data=data, device=resolve_device(args.device), stage=args.stage,
                  batch_size=args.batch_size, seed=cfg.training.seed)

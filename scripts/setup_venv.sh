@@ -25,7 +25,7 @@ if [ ! -x "$VENV/bin/python" ] || ! is_py312 "$VENV/bin/python"; then
   "$PY" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e '.[dev,sim]'
+"$VENV/bin/python" -m pip install -q -e '.[dev,sim,wandb]'
 rm -f "$VENV"/.installed-*
 touch "$STAMP"
 echo "setup: $VENV ready"

@@ -27,6 +27,7 @@ class TaskDataConfig:
     cameras: list[str] = field(default_factory=lambda: list(DEFAULT_CAMERAS))
     # Expected state/action sizes; None = take them from the data.
     state_dim: int | None = None
+    # Expected action size (16 arms + claws; 20 with the 4 walking commands); None = from the data.
     action_dim: int | None = None
 
 
@@ -68,8 +69,11 @@ class TaskConfig:
 
 @dataclass
 class OptimizerConfig:
+    # AdamW beta1, beta2.
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    # AdamW epsilon.
     eps: float = 1e-8
+    # AdamW decoupled weight decay.
     weight_decay: float = 1e-10
     # Gradient norm clip (0 = off).
     grad_clip_norm: float = 10.0
@@ -102,9 +106,11 @@ class PolicyConfig:
     num_vlm_layers: int = 16
     # Actions predicted per forward pass / executed per chunk.
     chunk_size: int = 50
+    # Actions of each predicted chunk executed before predicting again.
     n_action_steps: int = 50
     # SmolVLA pads state/action vectors to these sizes.
     max_state_dim: int = 32
+    # SmolVLA pads action vectors to this size (fixed by the pretrained base).
     max_action_dim: int = 32
     # Images are resized (with padding) to this (width, height) before the vision encoder.
     resize_imgs_with_padding: list[int] = field(default_factory=lambda: [512, 512])
@@ -117,13 +123,35 @@ class PolicyConfig:
 
 
 @dataclass
+class WandbConfig:
+    # Also log to Weights & Biases (rank 0, one run per stage, grouped by the output dir's name):
+    # train/loss, train/lr, validation/task{N}_loss and the resolved config (package: wandb, a dependency).
+    enable: bool = False
+    # "offline" (files under <stage dir>/wandb/, upload later with `wandb sync`), "online", "disabled".
+    mode: str = "offline"
+    # W&B project.
+    project: str = "kuavo_train"
+    # W&B entity: user or team (None = your default entity).
+    entity: str | None = None
+    # Run name prefix: runs are named `<run_name>-task{id}_{name}` (None = `task{id}_{name}`).
+    run_name: str | None = None
+
+
+@dataclass
 class TrainingConfig:
     # Root of all stage outputs; each stage writes `<output_directory>/task{id}_{name}/`.
     output_directory: str = "outputs/train/smolvla_sequential"
     # "auto" (cuda if available), "cuda", "cuda:1", "cpu".
     device: str = "auto"
+    # Seed of the run (each stage adds its stage number); same seed + data + config = same run.
     seed: int = 42
+    # Samples per forward/backward pass (a micro-batch), summed over all processes (each of P
+    # processes gets batch_size / P). An optimizer step sees batch_size x gradient_accumulation_steps.
     batch_size: int = 16
+    # Micro-batches (of batch_size) accumulated into one optimizer step, N: loss scaled 1/N; clip,
+    # lr schedule and non-finite check once per step. Effective batch = batch_size x N; an epoch
+    # keeps its samples and has ceil(its batches / N) optimizer steps.
+    gradient_accumulation_steps: int = 1
     # DataLoader workers (0 = load in the main process).
     num_workers: int = 4
     # Save epoch{N}/ every this many epochs.
@@ -159,6 +187,8 @@ class TrainingConfig:
     keep_last_epochs: int = 2
     # Consecutive non-finite losses that stop the stage.
     max_consecutive_nonfinite: int = 5
+    # Weights & Biases logging next to TensorBoard (off by default).
+    wandb: WandbConfig = field(default_factory=WandbConfig)
 
 
 @dataclass
@@ -212,6 +242,9 @@ class Config:
     data: DataConfig
     # Directory the config was loaded from (to resolve task files).
     config_dir: str = ""
+    # Name of the YAML file in config_dir and the overrides given (so a command can be printed again).
+    config_name: str = ""
+    overrides: list[str] = field(default_factory=list)
 
     @property
     def stage(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 from kuavo_train.config.schema import Config
@@ -78,7 +79,8 @@ def _validate_policy(cfg: Config) -> None:
 
 def _validate_training(cfg: Config) -> None:
     t = cfg.training
-    positive = ("batch_size", "save_freq_epoch", "validation_freq_epoch", "validation_episodes", "max_consecutive_nonfinite")
+    positive = ("batch_size", "gradient_accumulation_steps", "save_freq_epoch", "validation_freq_epoch", "validation_episodes",
+                "max_consecutive_nonfinite")
     for key in positive:
         _check(getattr(t, key) >= 1, f"training.{key} must be >= 1, got {getattr(t, key)}")
     _check(t.lr_scale > 0 and math.isfinite(t.lr_scale), f"training.lr_scale must be > 0, got {t.lr_scale}")
@@ -91,6 +93,19 @@ def _validate_training(cfg: Config) -> None:
     _check(t.device == "auto" or t.device == "cpu" or t.device.startswith("cuda") or t.device == "mps",
            f"training.device must be auto, cpu, cuda or cuda:N, got '{t.device}'")
     _check(bool(t.output_directory.strip()), "training.output_directory must not be empty")
+    _validate_wandb(cfg)
+
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+def _validate_wandb(cfg: Config) -> None:
+    w = cfg.training.wandb
+    _check(w.mode in WANDB_MODES, f"training.wandb.mode must be one of {', '.join(WANDB_MODES)}, got '{w.mode}'")
+    _check(bool(w.project.strip()), "training.wandb.project must not be empty")
+    if w.enable:
+        _check(importlib.util.find_spec("wandb") is not None,
+               "training.wandb.enable=true needs the wandb package: `pip install -e '.[wandb]'` or `pip install wandb` (or set training.wandb.enable=false)")
 
 
 def _validate_replay(cfg: Config) -> None:

@@ -36,11 +36,13 @@ def plan_stage(cfg: Config, data) -> StagePlan:
     mix = cfg.replay_mix(stage)
     frames = {t: _frames(data, t, data.splits[t].train) for t in mix}
     total = fixed_epoch_samples(cfg) or samples_per_epoch(frames[cfg.task.id], mix[cfg.task.id])
-    steps = -(-total // cfg.training.batch_size)
+    accumulation = cfg.training.gradient_accumulation_steps
+    batches = -(-total // cfg.training.batch_size)
+    steps = -(-batches // accumulation)  # optimizer steps; the last one may take fewer micro-batches
     if cfg.training.max_steps_per_epoch is not None:
         steps = min(steps, cfg.training.max_steps_per_epoch)
     device = "cuda" if torch.cuda.is_available() and cfg.training.device != "cpu" else "cpu"
-    samples = steps * cfg.training.batch_size * cfg.task.training.max_epoch
+    samples = steps * cfg.training.batch_size * accumulation * cfg.task.training.max_epoch
     params = 450_000_000 if cfg.policy.pretrained_path else 1_000_000
     kept_dirs = 3 + cfg.training.keep_last_epochs  # best, best_running, last + epochs
     return StagePlan(

@@ -37,7 +37,7 @@ from kuavo_train.evaluation.forgetting import (
 )
 from kuavo_train.evaluation.results import read_stage_results, write_curriculum_results
 from kuavo_train.evaluation.validate import limit_samples, make_loader, rank_shard, validate_tasks
-from kuavo_train.policy.factory import count_parameters, load_policy, make_processors, resolve_device
+from kuavo_train.policy.factory import count_parameters, load_policy, make_processors
 from kuavo_train.training.checkpoint import (
     file_sha256,
     is_complete_policy_dir,
@@ -52,8 +52,9 @@ from kuavo_train.training.checkpoint import (
     write_json_atomically,
 )
 from kuavo_train.training.distributed import DistContext, init_distributed
-from kuavo_train.training.loggers import StageLogger, quiet_third_party_logs
-from kuavo_train.training.loop import LoopState, StepContext, StopRequest, make_autocast, train_epoch
+from kuavo_train.training.loggers import StageLogger, WandbRunSpec, quiet_third_party_logs
+from kuavo_train.device import choose_device
+from kuavo_train.training.loop import LoopState, StepContext, StopRequest, make_autocast, precision_label, train_epoch
 from kuavo_train.training.optim import make_optimizer, make_scheduler
 
 
@@ -133,10 +134,12 @@ class StageRunner:
         self.cfg, self.paths, self.data, self.init_path = cfg, paths, data, init_path
         self.dist = dist or DistContext()
         self.stage, self.task = cfg.stage, cfg.task
-        self.device = _rank_device(resolve_device(cfg.training.device), self.dist)
+        self.device_choice = choose_device(cfg.training.device)
+        self.device = _rank_device(self.device_choice.device, self.dist)
         self.autocast = make_autocast(self.device, cfg.training.mixed_precision)
         if self.dist.is_main:
-            self.log = StageLogger(paths.stage_dir, paths.tensorboard)
+            wandb = WandbRunSpec(cfg.training.wandb, cfg.task.dirname, paths.run_root.name, _resolved_config(cfg))
+            self.log = StageLogger(paths.stage_dir, paths.tensorboard, wandb=wandb)
         else:
             self.log = StageLogger(None, None, silent=True)
         self.state = LoopState()
@@ -240,7 +243,7 @@ class StageRunner:
         return loaders
 
     def _steps_per_epoch(self) -> int:
-        steps = len(self.train_loader)
+        steps = math.ceil(len(self.train_loader) / self.cfg.training.gradient_accumulation_steps)  # optimizer steps
         cap = self.cfg.training.max_steps_per_epoch
         return steps if cap is None else min(steps, cap)
 
@@ -259,8 +262,15 @@ class StageRunner:
         self.log.echo(f"=== Stage {self.stage}/{len(self.cfg.tasks)}: task {self.task.id} {self.task.name} ===")
         self.log.echo(f"start from: {start_from or 'fresh SmolVLA on ' + self.cfg.policy.vlm_model_name}")
         processes = f" = {self.dist.world_size} processes x {self.rank_batch_size}" if self.dist.enabled else ""
-        self.log.echo(f"device {self.device}, lr {self.task.training.lr:g}, epochs {self.task.training.max_epoch}, "
-                      f"{self.steps_per_epoch} steps/epoch ({total_steps} total), batch {self.cfg.training.batch_size}{processes}")
+        self.log.echo(f"device {self.device} ({self.device_choice.reason}), precision {precision_label(self.device, self.cfg.training.mixed_precision)}, "
+                      f"video decoding {self.data.video_backend}")
+        schema = self.data.schema
+        self.log.echo(f"features: {len(schema.cameras)} cameras ({', '.join(c.removeprefix('observation.images.') for c in schema.cameras)}), "
+                      f"state {schema.state_dim}, action {schema.action_dim}")
+        self.log.echo(f"lr {self.task.training.lr:g}, epochs {self.task.training.max_epoch}, "
+                      f"{self.steps_per_epoch} steps/epoch ({total_steps} total), batch {self.cfg.training.batch_size}{processes}"
+                      + (f" x {accumulation} accumulated = {self.cfg.training.batch_size * accumulation} per step"
+                         if (accumulation := self.cfg.training.gradient_accumulation_steps) > 1 else ""))
         self.log.echo(f"replay mix: {mix}; {len(self.sampler)} samples/epoch")
         self.log.echo(f"parameters: {count_parameters(self.policy)}")
 
@@ -272,7 +282,7 @@ class StageRunner:
             device=self.device, grad_clip_norm=self.cfg.policy.optimizer.grad_clip_norm, autocast=self.autocast,
             max_consecutive_nonfinite=self.cfg.training.max_consecutive_nonfinite,
             trainable=[p for p in self.policy.parameters() if p.requires_grad],
-            seed=self.cfg.training.seed, dist=self.dist,
+            seed=self.cfg.training.seed, dist=self.dist, accumulation_steps=self.cfg.training.gradient_accumulation_steps,
         )
         max_epoch = self.task.training.max_epoch
         with stop_on_signals() as stop:
@@ -421,6 +431,8 @@ class StageRunner:
             "optimizer_steps": self.state.step, "skipped_nonfinite_steps": self.state.skipped_steps,
             "replay_mix": {f"task{k}": v for k, v in cfg.replay_mix(self.stage).items()},
             "samples_per_epoch": len(self.sampler), "batch_size": cfg.training.batch_size, "seed": cfg.training.seed,
+            "gradient_accumulation_steps": cfg.training.gradient_accumulation_steps,
+            "effective_batch_size": cfg.training.batch_size * cfg.training.gradient_accumulation_steps,
             "criteria": [{"task_id": c.task_id, "role": c.role, "loss": c.loss, "limit": c.limit, "passed": c.passed} for c in criteria],
             "forgetting": [{"task_id": v.task_id, "loss": v.loss, "reference": v.reference, "verdict": v.label} for v in verdicts],
             "validation_history": self.state.validations, "train_loss_per_epoch": self.state.train_losses,
@@ -455,4 +467,5 @@ def _git_commit() -> str | None:
 def _resolved_config(cfg: Config) -> dict:
     data = asdict(cfg)
     data.pop("tasks", None)
+    data["data_roots"] = {task.name: task.data.root for task in cfg.tasks}  # read back by curriculum/recorded.py
     return data

@@ -11,13 +11,17 @@ Conversion writes to a temp dir that is renamed into place, so a crash leaves no
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 
@@ -66,21 +70,12 @@ def _convert_into(info: SourceInfo, target: Path, *, keep_depth: bool) -> None:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    started = time.perf_counter()
+    print(f"converting {info.root} (v2.1, {info.total_episodes} episodes) into the cache {target} (once) ...", flush=True)
     try:
-        staging, converted = work / "staging", work / "v30"
-        _stage_source(info, staging, keep_depth=keep_depth)
-        logger.info("converting %s (v2.1) into %s", info.root, target)
-        v21.convert_info(staging, converted, v21.DEFAULT_DATA_FILE_SIZE_IN_MB, v21.DEFAULT_VIDEO_FILE_SIZE_IN_MB)
-        v21.convert_tasks(staging, converted)
-        episodes_meta = v21.convert_data(staging, converted, v21.DEFAULT_DATA_FILE_SIZE_IN_MB)
-        videos_meta = v21.convert_videos(staging, converted, v21.DEFAULT_VIDEO_FILE_SIZE_IN_MB)
-        v21.convert_episodes_metadata(staging, converted, episodes_meta, videos_meta)
-        (converted / _CONVERTED_MARKER).write_text(
-            json.dumps({"source": str(info.root.resolve()), "keep_depth": keep_depth, "recipe": _INGEST_RECIPE_VERSION}, indent=2)
-        )
-        if target.exists():
-            shutil.rmtree(target)  # an incomplete conversion of ours (no marker): safe to replace
-        os.replace(converted, target)
+        with quiet_conversion(v21):
+            _run_converter(v21, info, work, target, keep_depth=keep_depth)
+        print(f"  converted in {time.perf_counter() - started:.1f}s", flush=True)
     except KuavoError:
         raise
     except Exception as exc:
@@ -90,6 +85,63 @@ def _convert_into(info: SourceInfo, target: Path, *, keep_depth: bool) -> None:
         ) from exc
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+class _SayOnce(logging.Filter):
+    """lerobot warns "Unknown fields in DatasetInfo" twice per v2.1 dataset it converts; say it once, explained."""
+
+    said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith("Unknown fields in DatasetInfo"):
+            return True
+        if _SayOnce.said:
+            return False
+        _SayOnce.said = True
+        fields = record.getMessage().split(":", 1)[1].split(". These", 1)[0].strip()
+        record.msg, record.args = (f"lerobot: v2.1 meta/info.json fields {fields} have no place in format v3.0 and are "
+                                   "dropped by the conversion (harmless; said once)"), ()
+        return True
+
+
+@contextmanager
+def quiet_conversion(v21):
+    """lerobot's converter prints a progress bar per step and the `datasets` library two more per dataset;
+    one line per dataset says the same. The converter's warnings still pass (the repeated one once)."""
+    from datasets.utils import logging as datasets_logging
+
+    say_once = _SayOnce()
+    lerobot_logger = logging.getLogger("lerobot.datasets.utils")
+    lerobot_logger.addFilter(say_once)
+    bars_were_on = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
+    real_tqdm = v21.tqdm
+    v21.tqdm = SimpleNamespace(tqdm=functools.partial(real_tqdm.tqdm, disable=True))
+    try:
+        yield
+    finally:
+        v21.tqdm = real_tqdm
+        if bars_were_on:
+            datasets_logging.enable_progress_bar()
+        lerobot_logger.removeFilter(say_once)
+
+
+def _run_converter(v21, info: SourceInfo, work: Path, target: Path, *, keep_depth: bool) -> None:
+    """lerobot's step functions from a staging dir (links to the source) into ``target`` via ``work``."""
+    staging, converted = work / "staging", work / "v30"
+    _stage_source(info, staging, keep_depth=keep_depth)
+    logger.info("converting %s (v2.1) into %s", info.root, target)
+    v21.convert_info(staging, converted, v21.DEFAULT_DATA_FILE_SIZE_IN_MB, v21.DEFAULT_VIDEO_FILE_SIZE_IN_MB)
+    v21.convert_tasks(staging, converted)
+    episodes_meta = v21.convert_data(staging, converted, v21.DEFAULT_DATA_FILE_SIZE_IN_MB)
+    videos_meta = v21.convert_videos(staging, converted, v21.DEFAULT_VIDEO_FILE_SIZE_IN_MB)
+    v21.convert_episodes_metadata(staging, converted, episodes_meta, videos_meta)
+    (converted / _CONVERTED_MARKER).write_text(
+        json.dumps({"source": str(info.root.resolve()), "keep_depth": keep_depth, "recipe": _INGEST_RECIPE_VERSION}, indent=2)
+    )
+    if target.exists():
+        shutil.rmtree(target)  # an incomplete conversion of ours (no marker): safe to replace
+    os.replace(converted, target)
 
 
 def _stage_source(info: SourceInfo, staging: Path, *, keep_depth: bool) -> None:

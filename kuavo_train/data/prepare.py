@@ -157,9 +157,10 @@ def replay_episodes(split: EpisodeSplit, cap: int | None, seed: int, task_id: in
 
 
 def fixed_epoch_samples(cfg: Config) -> int | None:
-    """Samples per epoch when ``training.steps_per_epoch`` fixes the epoch (global batch x steps), else None."""
+    """Samples per epoch when ``training.steps_per_epoch`` fixes the epoch (steps x effective batch:
+    global batch x gradient accumulation), else None."""
     steps = cfg.training.steps_per_epoch
-    return None if steps is None else steps * cfg.training.batch_size
+    return None if steps is None else steps * cfg.training.batch_size * cfg.training.gradient_accumulation_steps
 
 
 def build_training_stream(cfg: Config, data: CurriculumData, stage: int, seed: int,

@@ -47,19 +47,19 @@ def forgetting_verdict(task_id: int, loss: float, reference: float | None, limit
 def forgetting_analysis(losses: dict[int, float], current_task: int, references: dict[int, float], stage: int,
                         criteria: CriteriaConfig, echo=print) -> list[Verdict]:
     """Print and return a verdict per earlier task (``references``: loss at the end of its own stage)."""
-    verdicts = []
     limit = previous_task_limit(criteria, stage)
     earlier = [task for task in sorted(losses) if task != current_task]
     if not earlier:
-        return verdicts
-    echo("⚠️  Forgetting Analysis:")
-    for task_id in earlier:
-        verdict = forgetting_verdict(task_id, losses[task_id], references.get(task_id), limit, criteria)
+        return []
+    verdicts = [forgetting_verdict(t, losses[t], references.get(t), limit, criteria) for t in earlier]
+    # The warning sign only when something is not well retained (the header reads as an alarm otherwise).
+    all_retained = all(v.label == WELL_RETAINED for v in verdicts)
+    echo("✅ Forgetting Analysis:" if all_retained else "⚠️  Forgetting Analysis:")
+    for task_id, verdict in zip(earlier, verdicts):
         ratio = f" - x{verdict.ratio:.2f} of its own-stage loss" if verdict.ratio is not None else ""
         echo(f"  Task {task_id}: {verdict.label} (loss={verdict.loss:.4f}){ratio}")
         if verdict.label == FORGOTTEN:
             echo(f"    -> raise its replay share, e.g. sequential.stage{stage}_replay.task{task_id}=<higher> (shares must sum to 1)")
-        verdicts.append(verdict)
     return verdicts
 
 

@@ -38,14 +38,6 @@ class ParameterCounts:
         return f"{self.trainable:,} trainable of {self.total:,} parameters ({100 * self.trainable / max(self.total, 1):.1f}%)"
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise KuavoError(f"training.device={name} but CUDA is not available here; use training.device=cpu or auto")
-    return torch.device(name)
-
-
 def policy_features(schema: FeatureSchema) -> tuple[dict, dict]:
     from lerobot.configs.types import FeatureType, PolicyFeature
 
@@ -118,9 +110,10 @@ def _loading_error(init_path: str | None, policy_cfg: PolicyConfig, exc: Excepti
         return f"could not load {what} from the local dir ({type(exc).__name__}: {detail}); check it is a complete lerobot/transformers model dir"
     return (
         f"could not load {what}: it is not a local dir and not in the Hugging Face cache, and the hub is unreachable "
-        f"({type(exc).__name__}: {detail}). Download it once where there is network (`huggingface-cli download {where}`, "
-        f"and for lerobot/smolvla_base also HuggingFaceTB/SmolVLM2-500M-Video-Instruct) and set policy.pretrained_path / "
-        f"policy.vlm_model_name to the local dir"
+        f"({type(exc).__name__}: {detail}). Download it once where there is network (`hf download {where}`, "
+        f"and for lerobot/smolvla_base also `hf download HuggingFaceTB/SmolVLM2-500M-Video-Instruct`), copy the HF cache "
+        f"(~/.cache/huggingface) or the dirs here, and set HF_HUB_OFFLINE=1 or policy.pretrained_path / "
+        f"policy.vlm_model_name to the local dirs (README: Fine-tune the real smolvla_base)"
     )
 
 

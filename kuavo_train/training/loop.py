@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 import time
@@ -25,13 +26,24 @@ def make_autocast(device: torch.device, mixed_precision: str):
     return nullcontext
 
 
+def precision_label(device: torch.device, mixed_precision: str) -> str:
+    """What `make_autocast` does, in words for the stage header."""
+    if device.type == "cuda" and mixed_precision == "bf16":
+        return "bf16 autocast (fp32 weights)"
+    if mixed_precision == "bf16":
+        return "fp32 (bf16 autocast is CUDA-only)"
+    return "fp32"
+
+
 @dataclass
 class LoopState:
     """What a stage's training loop carries across epochs (saved in ``last/`` for resume)."""
 
     epoch: int = 0  # completed epochs
     step: int = 0  # optimizer steps done in this stage
-    batches_into_epoch: int = 0  # batches of epoch `epoch + 1` already trained (resume mid-epoch)
+    # Loader batches (micro-batches) of epoch `epoch + 1` already trained (resume mid-epoch); a stop
+    # comes only between optimizer steps, so with gradient accumulation this is a whole number of steps.
+    batches_into_epoch: int = 0
     epoch_loss_sum: float = 0.0  # running sum/count of that epoch's training losses
     epoch_loss_count: int = 0
     best_loss: float = math.inf
@@ -58,6 +70,8 @@ class StepContext:
     trainable: list = field(default_factory=list)
     seed: int = 0
     dist: DistContext = field(default_factory=DistContext)
+    # Loader batches (micro-batches) per optimizer step: ``training.gradient_accumulation_steps``.
+    accumulation_steps: int = 1
 
 
 def training_noise(ctx: StepContext, seeds: torch.Tensor, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,17 +82,27 @@ def training_noise(ctx: StepContext, seeds: torch.Tensor, epoch: int) -> tuple[t
     return fixed_noise_and_time(mixed, config.chunk_size, config.max_action_dim, ctx.device)
 
 
-def train_step(ctx: StepContext, raw_batch: dict, state: LoopState) -> float | None:
-    """One optimizer step; returns the loss, or None when a non-finite loss/gradient skipped it."""
-    batch, side = prepare_batch(raw_batch, ctx.preprocessor, ctx.device)
-    noise, time_ = training_noise(ctx, side[SAMPLE_SEED], state.epoch + 1)
-    with ctx.autocast():
-        loss = per_sample_loss(ctx.policy, batch, side[ACTION_DIM_MASK].to(ctx.device), noise=noise, time=time_).mean()
+def train_step(ctx: StepContext, raw_batches: dict | list[dict], state: LoopState) -> float | None:
+    """One optimizer step over one loader batch or a list of them (gradient accumulation); returns
+    the mean loss of its micro-batches, or None when a non-finite loss/gradient skipped the step.
+
+    Each of the k micro-batches' loss is scaled by 1/k, so the gradient is that of the mean over
+    the k micro-batches (equal batches: exactly the gradient of one k-times larger batch). The
+    gradients are averaged across processes, clipped and checked once, after the last micro-batch."""
+    micro_batches = [raw_batches] if isinstance(raw_batches, dict) else list(raw_batches)
+    scale = 1.0 / len(micro_batches)
     ctx.optimizer.zero_grad(set_to_none=True)
-    global_loss = ctx.dist.all_reduce_sum(loss.detach().float().clone()) / ctx.dist.world_size
-    if not torch.isfinite(global_loss):
-        return _skip_nonfinite(ctx, state)
-    loss.backward()
+    step_loss = 0.0
+    for raw in micro_batches:
+        batch, side = prepare_batch(raw, ctx.preprocessor, ctx.device)
+        noise, time_ = training_noise(ctx, side[SAMPLE_SEED], state.epoch + 1)
+        with ctx.autocast():
+            loss = per_sample_loss(ctx.policy, batch, side[ACTION_DIM_MASK].to(ctx.device), noise=noise, time=time_).mean()
+        global_loss = ctx.dist.all_reduce_sum(loss.detach().float().clone()) / ctx.dist.world_size
+        if not torch.isfinite(global_loss):  # the same on every rank: all skip the step together
+            return _skip_nonfinite(ctx, state)
+        (loss * scale).backward()
+        step_loss += float(global_loss) * scale
     ctx.dist.average_gradients(ctx.trainable)
     grad_norm = torch.nn.utils.clip_grad_norm_(ctx.trainable, ctx.grad_clip_norm if ctx.grad_clip_norm > 0 else math.inf)
     if not torch.isfinite(grad_norm):
@@ -87,7 +111,7 @@ def train_step(ctx: StepContext, raw_batch: dict, state: LoopState) -> float | N
     ctx.scheduler.step()
     state.step += 1
     state.consecutive_nonfinite = 0
-    return float(global_loss)
+    return step_loss
 
 
 def _skip_nonfinite(ctx: StepContext, state: LoopState) -> None:
@@ -116,21 +140,31 @@ class StopRequest:
         return self.signal is not None
 
 
+def epoch_batches(steps: int, loader_batches: int, accumulation_steps: int) -> int:
+    """Loader batches an epoch of ``steps`` optimizer steps consumes (the last step may take fewer)."""
+    return min(steps * accumulation_steps, loader_batches)
+
+
 def train_epoch(ctx: StepContext, loader, state: LoopState, total: int, log_scalar, desc: str,
                 stop: StopRequest | None = None) -> list[float]:
-    """Train the rest of the epoch (``total`` batches in all, ``state.batches_into_epoch`` done);
-    returns the losses of this call. Stops early when ``stop`` is requested."""
+    """Train the rest of the epoch (``total`` optimizer steps in all, each of
+    ``ctx.accumulation_steps`` loader batches; ``state.batches_into_epoch`` batches done); returns
+    the losses of this call. Stops early, between optimizer steps, when ``stop`` is requested."""
     ctx.policy.train()
     losses = []
-    bar = tqdm(total=total, initial=state.batches_into_epoch, desc=desc, leave=False, dynamic_ncols=True,
+    total_batches = epoch_batches(total, len(loader), ctx.accumulation_steps)
+    bar = tqdm(total=total_batches, initial=state.batches_into_epoch, desc=desc, leave=False, dynamic_ncols=True,
                mininterval=1.0, disable=not sys.stderr.isatty())
     start, samples = time.perf_counter(), 0
-    for raw in loader:
-        if state.batches_into_epoch >= total or (stop is not None and ctx.dist.any(stop.requested)):
+    batches = iter(loader)
+    while state.batches_into_epoch < total_batches and not (stop is not None and ctx.dist.any(stop.requested)):
+        wanted = min(ctx.accumulation_steps, total_batches - state.batches_into_epoch)
+        group = list(itertools.islice(batches, wanted))
+        if not group:
             break
-        loss = train_step(ctx, raw, state)
-        state.batches_into_epoch += 1
-        samples += len(raw["task"])
+        loss = train_step(ctx, group, state)
+        state.batches_into_epoch += len(group)
+        samples += sum(len(raw["task"]) for raw in group)
         if loss is not None:
             losses.append(loss)
             state.epoch_loss_sum += loss
@@ -139,6 +173,6 @@ def train_epoch(ctx: StepContext, loader, state: LoopState, total: int, log_scal
             log_scalar("train/loss", loss, state.step)
             log_scalar("train/lr", lr, state.step)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{samples / (time.perf_counter() - start):.1f}")
-        bar.update(1)
+        bar.update(len(group))
     bar.close()
     return losses

@@ -81,3 +81,19 @@ def test_unsupported_version(tmp_path):
     (source / "meta/info.json").write_text(json.dumps(info))
     with pytest.raises(KuavoError, match="codebase_version 'v2.0' is not supported"):
         ingest_dataset(source, tmp_path / "cache")
+
+
+def test_conversion_says_one_line_per_dataset_and_lerobots_warning_once(tmp_path, capfd, caplog):
+    from kuavo_train.data import ingest
+
+    ingest._SayOnce.said = False
+    sources = [write_synthetic_task(tmp_path / f"src{i}", SPEC, num_episodes=2, min_len=12, max_len=14, image_hw=(24, 32))
+               for i in range(2)]
+    with caplog.at_level("WARNING"):
+        for source in sources:
+            ingest_dataset(source, tmp_path / "cache")
+    out, err = capfd.readouterr()
+    assert out.count("converting ") == 2 and out.count("converted in") == 2
+    assert "convert data files" not in err and "Generating train split" not in err
+    unknown = [r.getMessage() for r in caplog.records if "DatasetInfo" in r.getMessage() or "info.json fields" in r.getMessage()]
+    assert len(unknown) == 1 and "harmless" in unknown[0]

@@ -51,6 +51,20 @@ def test_two_processes_match_one_process(demo_env, tmp_path, single):
     assert len(list((tmp_path / "two" / "task1_moving_grasp" / "tensorboard").glob("events.*"))) == 1
 
 
+def test_two_processes_accumulating_two_micro_batches_match_one_process(demo_env, tmp_path, single):
+    """2 processes x 2 samples x 2 micro-batches: the same 8 samples per optimizer step as batch 8."""
+    args = demo_env.cli_args("tasks/task1_moving_grasp", tmp_path / "acc",
+                             [*SETTINGS, "training.batch_size=4", "training.gradient_accumulation_steps=2"])
+    result = subprocess.run(command_for(2, SCRIPT, args), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "batch 4 = 2 processes x 2" in result.stdout, result.stdout[-2000:]
+    accumulated = json.loads((tmp_path / "acc" / "task1_moving_grasp" / "training_results.json").read_text())
+    assert accumulated["optimizer_steps"] == single["optimizer_steps"] and accumulated["effective_batch_size"] == 8
+    assert accumulated["train_loss_per_epoch"] == pytest.approx(single["train_loss_per_epoch"], rel=1e-4)
+    for a, b in zip(single["validation_history"], accumulated["validation_history"]):
+        assert a["step"] == b["step"] and b["losses"]["1"] == pytest.approx(a["losses"]["1"], rel=1e-4)
+
+
 def test_an_error_on_one_rank_stops_every_rank_promptly(demo_env, tmp_path):
     from tests.e2e.fail_on_rank1 import MESSAGE
 

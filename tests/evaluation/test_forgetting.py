@@ -21,7 +21,7 @@ def test_verdicts_at_stage_2(loss, reference, label):
     lines = []
     verdicts = forgetting_analysis({1: loss, 2: 0.45}, 2, {1: reference}, 2, CRITERIA, echo=lines.append)
     assert [v.label for v in verdicts] == [label]
-    assert lines[0] == "⚠️  Forgetting Analysis:"
+    assert lines[0] == ("✅ Forgetting Analysis:" if label == WELL_RETAINED else "⚠️  Forgetting Analysis:")
     assert lines[1].startswith(f"  Task 1: {label} (loss={loss:.4f}")
     assert ("sequential.stage2_replay.task1" in "\n".join(lines)) == (label == FORGOTTEN)
 
