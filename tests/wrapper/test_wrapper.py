@@ -329,5 +329,5 @@ def test_runs_on_cuda_like_on_cpu(wrapper, checkpoint):
 def test_cuda_request_without_cuda_is_a_clear_error(checkpoint):
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    with pytest.raises(KuavoError, match="CUDA is not available"):
+    with pytest.raises(KuavoError, match="CUDA is unavailable"):
         SmolVLAPolicyWrapper.from_pretrained(checkpoint, device="cuda")

@@ -1,6 +1,7 @@
 """Inference from a kuavo_train checkpoint: raw robot observations in, raw actions of the task's own size out.
 
-A deployed robot needs nothing but a stage's policy dir (``best/``)::
+A deployed robot needs a stage's policy dir (``best/``) and its VLM backbone's config/tokenizer files, or
+just the self-contained folder ``kuavo-train export <best> <dir>`` writes (docs/deploy.md)::
 
     from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import SmolVLAPolicyWrapper
 
@@ -50,6 +51,7 @@ from kuavo_train.data.constants import ACTION, CAMERA_PREFIX, STATE, TASK
 from kuavo_train.data.schema import FeatureSchema, TaskFeatures
 from kuavo_train.data.task_dataset import pad_last_dim
 from kuavo_train.errors import KuavoError
+from kuavo_train.device import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +63,9 @@ CONFIG_FILE = "config.json"
 PREPROCESSOR_FILE = "policy_preprocessor.json"
 POSTPROCESSOR_FILE = "policy_postprocessor.json"
 REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, PREPROCESSOR_FILE, POSTPROCESSOR_FILE, SCHEMA_FILE)
-# Registry name of lerobot's DeviceProcessorStep in the saved pipelines.
+# Registry names of lerobot's DeviceProcessorStep and TokenizerProcessorStep in the saved pipelines.
 DEVICE_STEP = "device_processor"
+TOKENIZER_STEP = "tokenizer_processor"
 
 _ELLIPSIS = re.compile(r"(\.\.\.|\u2026)\s*$")
 # A float image above this is taken for a 0-255 image passed as float (a common mistake).
@@ -72,22 +75,6 @@ _FLOAT_IMAGE_MAX = 1.0 + 1e-3
 def normalize_instruction(text: str) -> str:
     """Lower case, whitespace runs collapsed to one space, stripped."""
     return " ".join(text.split()).lower()
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> cuda when available else cpu; an unavailable cuda device is a clear error."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(name)
-    except RuntimeError as exc:
-        raise KuavoError(f"device={name!r} is not a torch device; use 'auto', 'cpu', 'cuda' or 'cuda:N'") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise KuavoError(f"device={name!r} but CUDA is not available here; use device='cpu' or 'auto'")
-    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise KuavoError(f"device={name!r} but only {torch.cuda.device_count()} CUDA device(s) are visible")
-    return resolved
 
 
 def check_checkpoint_dir(path: str | Path) -> Path:
@@ -104,13 +91,58 @@ def check_checkpoint_dir(path: str | Path) -> Path:
                 hint = f"; did you mean {path / child}?"
                 break
         else:
-            if (path / MODEL_FILE).is_file():
+            stages = sorted(path.glob(f"*/best/{SCHEMA_FILE}"))
+            if stages:
+                hint = f"; pass a stage's policy dir, e.g. {stages[-1].parent}"
+            elif (path / MODEL_FILE).is_file():
                 hint = " (it looks like a plain lerobot policy dir: load it with SmolVLAPolicy.from_pretrained instead)"
         raise KuavoError(f"{path} is not a kuavo_train checkpoint ({SCHEMA_FILE} missing){hint}")
     missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
     if missing:
         raise KuavoError(f"checkpoint {path} is incomplete: {', '.join(missing)} missing; copy the whole policy dir")
     return path
+
+
+def resolve_vlm_model_name(path: Path, saved: str, override: str | Path | None = None) -> str:
+    """Where the VLM backbone's config/tokenizer/processor are read from, as ``SmolVLAConfig.vlm_model_name``.
+
+    ``override`` (a local dir or a hub id) wins; otherwise ``saved`` (``config.json``), a relative
+    path that names a dir inside the policy dir ``path`` (an export's ``vlm``) being taken from there.
+    """
+    if override is not None:
+        local = Path(override).expanduser()
+        if local.is_dir():
+            return str(local.resolve())
+        if local.is_absolute() or str(override).startswith((".", "~")) or len(local.parts) > 2:
+            raise KuavoError(f"vlm_model_name={str(override)!r} is not a folder; pass the dir that holds the VLM's "
+                             "config.json and tokenizer/processor files (or a hub id in the Hugging Face cache)")
+        return str(override)  # a hub id, resolved by transformers (Hugging Face cache when offline)
+    if saved and not Path(saved).is_absolute() and (path / saved).is_dir():
+        return str((path / saved).resolve())
+    return saved
+
+
+def _match_saved_dtypes(model: torch.nn.Module, weights_file: Path) -> None:
+    """Give every parameter the floating dtype it was saved with (only the header of ``weights_file`` is read)."""
+    from safetensors import safe_open
+
+    with safe_open(str(weights_file), framework="pt") as handle:
+        saved = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}
+    for name, param in model.named_parameters():
+        dtype = _SAFETENSORS_FLOATS.get(saved.get(name, ""))
+        if dtype is not None and param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+
+
+_SAFETENSORS_FLOATS = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def _has_step(pipeline_file: Path, registry_name: str) -> bool:
+    try:
+        steps = json.loads(pipeline_file.read_text()).get("steps", [])
+    except (OSError, ValueError, AttributeError):
+        return False
+    return any(isinstance(step, dict) and step.get("registry_name") == registry_name for step in steps)
 
 
 class SmolVLAPolicyWrapper:
@@ -140,14 +172,18 @@ class SmolVLAPolicyWrapper:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto", clip_actions: bool = True,
-                        clip_margin: float = 0.05) -> SmolVLAPolicyWrapper:
-        """Load a kuavo_train policy dir (a stage's ``best/``, ``last/`` or ``epoch{N}/``).
+                        clip_margin: float = 0.05, vlm_model_name: str | Path | None = None) -> SmolVLAPolicyWrapper:
+        """Load a kuavo_train policy dir (a stage's ``best/``, ``last/``, ``epoch{N}/``) or a ``kuavo-train export`` folder.
 
         ``device``: "auto" (cuda if available), "cpu", "cuda", "cuda:N". ``clip_actions``: clip
         raw actions to the training data's [min - m, max + m], m = ``clip_margin * (max - min)``.
+        ``vlm_model_name``: where the VLM backbone's config, tokenizer and processor files are (a local
+        dir or a hub id in the Hugging Face cache); None = ``vlm_model_name`` of ``config.json``, a
+        relative one (an export's ``vlm``) taken relative to ``path``. Its weights are never read:
+        they are in the checkpoint's ``model.safetensors``.
         """
         path = check_checkpoint_dir(path)
-        device = resolve_device(device)
+        device = resolve_device(device, key="device")
         schema = FeatureSchema.load(path / SCHEMA_FILE)
         meta_path = path / CHECKPOINT_META_FILE
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
@@ -169,18 +205,28 @@ class SmolVLAPolicyWrapper:
         if getattr(config, "type", None) != "smolvla":
             raise KuavoError(f"{path / CONFIG_FILE} is a '{getattr(config, 'type', '?')}' policy, not smolvla")
         config.device = str(device)
+        config.vlm_model_name = resolve_vlm_model_name(path, config.vlm_model_name, vlm_model_name)
+        # model.safetensors holds every weight, the VLM's included: build the VLM from its config only instead
+        # of first loading its own weights from vlm_model_name (an export ships none); _match_saved_dtypes then
+        # restores a VLM that load_vlm_weights=True had loaded in bf16 for training.
+        config.load_vlm_weights = False
         try:
             policy = SmolVLAPolicy.from_pretrained(path, config=config)
         except Exception as exc:
             raise KuavoError(
-                f"could not build the policy from {path} ({type(exc).__name__}: {_first_line(exc)}); the model also needs its "
-                f"VLM backbone's config/processor at vlm_model_name={config.vlm_model_name!r} (a local dir or the Hugging Face "
-                f"cache): copy it to the robot and fix that path in {path / CONFIG_FILE} and {path / PREPROCESSOR_FILE}"
+                f"could not build the policy from {path} ({type(exc).__name__}: {_first_line(exc)}); the model also "
+                f"needs its VLM backbone's config/tokenizer/processor files at vlm_model_name={config.vlm_model_name!r} "
+                f"(a local dir or the Hugging Face cache): copy them to this machine and pass "
+                f"from_pretrained(..., vlm_model_name=DIR), or make a self-contained folder with `kuavo-train export`"
             ) from exc
+        _match_saved_dtypes(policy, path / MODEL_FILE)
         policy.eval()
+        overrides: dict[str, dict] = {DEVICE_STEP: {"device": str(device)}}
+        if _has_step(path / PREPROCESSOR_FILE, TOKENIZER_STEP):
+            overrides[TOKENIZER_STEP] = {"tokenizer_name": config.vlm_model_name}  # the VLM's own tokenizer
         try:
             preprocessor = PolicyProcessorPipeline.from_pretrained(
-                path, config_filename=PREPROCESSOR_FILE, overrides={DEVICE_STEP: {"device": str(device)}},
+                path, config_filename=PREPROCESSOR_FILE, overrides=overrides,
                 to_transition=batch_to_transition, to_output=transition_to_batch,
             )
             # The postprocessor keeps its saved device step (cpu): actions come back on the CPU.
@@ -191,7 +237,7 @@ class SmolVLAPolicyWrapper:
         except Exception as exc:
             raise KuavoError(
                 f"could not load the processors of {path} ({type(exc).__name__}: {_first_line(exc)}); the tokenizer is read "
-                f"from the path saved in {PREPROCESSOR_FILE} (tokenizer_name)"
+                f"from vlm_model_name={config.vlm_model_name!r}"
             ) from exc
         return cls(policy, preprocessor, postprocessor, schema, device, clip_actions=clip_actions,
                    clip_margin=clip_margin, checkpoint_dir=path, checkpoint_meta=meta)
