@@ -1,0 +1,1 @@
+"""Deployment: turn a trained checkpoint into a self-contained folder for the robot PC (``kuavo-train export``)."""
