@@ -76,9 +76,9 @@ def _keys(argv: list[str]) -> int:
     from kuavo_train.config.keys import config_keys, format_keys
     from kuavo_train.config.load import load_config
 
-    prefixes = [a for a in argv if not a.startswith("-") and "=" not in a]
-    args = parse_config_args([a for a in argv if a not in prefixes])
-    cfg = load_config(args.config_dir, args.config_name, args.overrides)
+    args = parse_config_args(argv)
+    prefixes = [a for a in args.overrides if "=" not in a]
+    cfg = load_config(args.config_dir, args.config_name, [a for a in args.overrides if "=" in a])
     docs = config_keys(cfg)
     print(f"# keys of {args.config_dir / args.config_name}.yaml: key (type) = value in this config, then its meaning")
     for prefix in prefixes or [None]:
@@ -139,8 +139,9 @@ RUN_ALL_HELP = f"""\
 usage: kuavo-train run-all [--config-path DIR] [--config-name NAME] [key=value ...]
 
 Train every stage of the curriculum in order, each exactly as `kuavo-train train task=...` would,
-skipping complete stages and resuming an interrupted one. task.<field> overrides are refused (they
-would change each stage's own task in turn): give datasets as data.roots.<task name>=PATH.
+skipping complete stages and resuming an interrupted one. A task.<field> override applies to each
+stage's own task in turn (task.training.lr=1e-4: the same lr in every stage); task.data.* is refused
+(every task would read the same data): give datasets as data.roots.<task name>=PATH.
 
 {CONFIG_OPTIONS}
 {COMMON_OVERRIDES}"""

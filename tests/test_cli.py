@@ -1,9 +1,11 @@
 """The command line as a new user meets it: --help everywhere, keys, data roots, refusals, evaluate by path."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+import textwrap
 from dataclasses import fields, is_dataclass
 
 import pytest
@@ -14,7 +16,7 @@ from kuavo_train.config.keys import config_keys
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config
 from kuavo_train.config.schema import Config
 from kuavo_train.evaluation.instruction_following import evaluate_main
-from tests.conftest import REPO_ROOT, SCRIPT, TASK_FILES
+from tests.conftest import REPO_ROOT, SCRIPT
 
 BASE = "smolvla_sequential_base"
 
@@ -32,10 +34,11 @@ def test_every_command_has_help(command, flag, capsys):
 
 
 def test_seed_script_and_top_level_help():
-    for command in ([sys.executable, str(SCRIPT), "--help"], [sys.executable, "-m", "kuavo_train", "--help"]):
-        result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0 and "usage:" in result.stdout, result.stderr
-    assert "data.roots.<task name>=PATH" in result.stdout or "commands:" in result.stdout
+    seed = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert seed.returncode == 0 and "usage:" in seed.stdout and "data.roots.<task name>=PATH" in seed.stdout, seed.stderr
+    top = subprocess.run([sys.executable, "-m", "kuavo_train", "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert top.returncode == 0 and "commands:" in top.stdout and all(name in top.stdout for name in COMMANDS)
 
 
 def test_hydra_style_help_points_to_the_key_list(capsys):
@@ -59,6 +62,8 @@ def test_keys_lists_every_schema_field_with_a_meaning(capsys):
     out = capsys.readouterr().out
     assert "training.batch_size (int) = 16" in out and "policy." not in out
     assert main(["keys", "nosuchkey"]) == 2
+    assert main(["keys", "--config-name", "smolvla_sequential_demo", "policy.chunk"]) == 0  # the space form
+    assert "policy.chunk_size (int) = 10" in capsys.readouterr().out
 
 
 def _leaf_keys(obj, prefix: str) -> set[str]:
@@ -97,7 +102,8 @@ def test_run_all_refuses_task_data_root_before_training(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "data.roots.<task name>=PATH" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
-    assert main(["run-all", "task.training.lr=1e-5"]) == 2
+    assert main(["run-all", "task.data.episodes_to_use=[0,1]"]) == 2
+    assert main(["run-all", "task=tasks/task2_weighing"]) == 2
 
 
 def test_cuda_device_fails_fast_with_the_reason(monkeypatch):
@@ -111,14 +117,15 @@ def test_cuda_device_fails_fast_with_the_reason(monkeypatch):
     assert choice.device.type == "cpu" and "too old" in choice.reason
 
 
-def test_evaluate_a_checkpoint_with_no_overrides(seed_stage1, tmp_path, capsys):
+def test_evaluate_a_checkpoint_with_no_overrides(seed_stage1, tmp_path, capsys, monkeypatch):
     """The run dir records its config, overrides and data roots: a path is enough, from any directory."""
     output, _ = seed_stage1
-    assert evaluate_main([str(output / "task1_moving_grasp" / "best"), "--tasks", "1", "--max-frames", "4",
-                          "--device", "cpu"]) == 0
-    assert json.loads((output / "instruction_matrix.json").read_text())["tasks"] == [1]
-    assert evaluate_main([str(output), "--tasks", "1", "--max-frames", "4", "--device", "cpu"]) == 0  # run dir
-    assert "task1_moving_grasp/best" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    for given in (output / "task1_moving_grasp" / "best", output / "task1_moving_grasp", output):  # checkpoint, stage, run
+        (output / "instruction_matrix.json").unlink(missing_ok=True)
+        assert evaluate_main([str(given), "--tasks", "1", "--max-frames", "4", "--device", "cpu"]) == 0
+        assert f"evaluating {output / 'task1_moving_grasp' / 'best'}" in capsys.readouterr().out
+        assert json.loads((output / "instruction_matrix.json").read_text())["tasks"] == [1]
 
 
 def test_evaluate_outside_a_run_names_the_problem(tmp_path, capsys):
@@ -127,20 +134,19 @@ def test_evaluate_outside_a_run_names_the_problem(tmp_path, capsys):
 
 
 def test_five_task_curriculum_plans_in_dry_run(demo_env, tmp_path, capsys):
-    """README "Your own tasks": a 5th task file + the curriculum list + its replay shares, no code."""
+    """README "Your own tasks": a 5th task file + the README's own curriculum YAML, no code."""
     config_dir = tmp_path / "policy"
     shutil.copytree(DEFAULT_CONFIG_DIR, config_dir)
     task = yaml.safe_load((config_dir / "tasks" / "task2_weighing.yaml").read_text())
     task |= {"id": 5, "name": "weighing_left", "stage": 5, "language_instruction": "Weigh the parcel with the left hand"}
     (config_dir / "tasks" / "task5_weighing_left.yaml").write_text("# @package _global_\n" + yaml.safe_dump(task))
-    (config_dir / "my_curriculum.yaml").write_text(
-        "defaults:\n  - smolvla_sequential_demo\n  - _self_\n"
-        f"curriculum: [{', '.join(TASK_FILES)}, tasks/task5_weighing_left]\n"
-        "sequential:\n  stage5_replay: {task1: 0.1, task2: 0.1, task3: 0.1, task4: 0.1, task5: 0.6}\n")
-    roots = [o for o in demo_env.overrides if not o.startswith("training.output_directory")]
+    readme_yaml = re.search(r"```yaml\n(.*?)```", (REPO_ROOT / "README.md").read_text(), flags=re.S).group(1)
+    (config_dir / "my_curriculum.yaml").write_text(textwrap.dedent(readme_yaml).replace("<name>", "weighing_left"))
+    roots = [o for o in demo_env.overrides if o.startswith(("data.roots.", "data.cache_dir="))]
     weighing = next(o for o in roots if o.startswith("data.roots.weighing=")).split("=", 1)[1]
     code = main(["plan", f"--config-path={config_dir}", "--config-name=my_curriculum", *roots,
-                 f"data.roots.weighing_left={weighing}", f"training.output_directory={tmp_path / 'run'}"])
+                 f"data.roots.weighing_left={weighing}", f"training.output_directory={tmp_path / 'run'}",
+                 "training.validation_episodes=2"])
     out = capsys.readouterr().out
     assert code == 0 and "Plan of stage 5 (task5_weighing_left)" in out
     assert "task5 0.60" in out

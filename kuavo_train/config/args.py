@@ -56,7 +56,16 @@ def parse_config_args(argv: list[str], relative_to: Path = SCRIPT_DIR,
 
 
 def _config_dir(config_path: str | None, relative_to: Path) -> Path:
+    """Relative paths: against ``relative_to`` (the seed's ``../configs/policy``), else against the cwd."""
     if config_path is None:
         return DEFAULT_CONFIG_DIR
     path = Path(config_path).expanduser()
-    return (path if path.is_absolute() else relative_to / path).resolve()
+    if path.is_absolute():
+        return path.resolve()
+    beside_script = relative_to / path
+    return (beside_script if beside_script.is_dir() or not path.is_dir() else path).resolve()
+
+
+def quoted(value: str) -> str:
+    """``value`` as a Hydra override value that stays one string whatever it holds (``=``, ``,``, spaces)."""
+    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# data.video_backend values: auto (torchcodec when FFmpeg's libraries load, else pyav), torchcodec, pyav.
+VIDEO_BACKENDS = ("auto", "torchcodec", "pyav")
 DEFAULT_CAMERAS = [
     "observation.images.head_cam_h",
     "observation.images.wrist_cam_l",
@@ -125,7 +127,7 @@ class PolicyConfig:
 @dataclass
 class WandbConfig:
     # Also log to Weights & Biases (rank 0, one run per stage, grouped by the output dir's name):
-    # train/loss, train/lr, validation/task{N}_loss and the resolved config (package: wandb, a dependency).
+    # train/loss, train/lr, validation/task{N}_loss and the resolved config (package: wandb, the optional extra `pip install -e '.[wandb]'`).
     enable: bool = False
     # "offline" (files under <stage dir>/wandb/, upload later with `wandb sync`), "online", "disabled".
     mode: str = "offline"
@@ -171,7 +173,7 @@ class TrainingConfig:
     # Cap on optimizer steps per epoch (None = full epoch); for smoke runs and the demo.
     max_steps_per_epoch: int | None = None
     # Every epoch is exactly this many optimizer steps, its samples drawn at the stage's replay shares
-    # (None = the epoch of SPEC §5: current frames / current share). Comparisons at the same budget set it.
+    # (None = an epoch of current-task frames / the current task's share). Comparisons at the same budget set it.
     steps_per_epoch: int | None = None
     # Cap on validation samples per task (None = every frame of the held-out episodes).
     max_validation_samples: int | None = None
@@ -207,7 +209,7 @@ class SequentialConfig:
 class CriteriaConfig:
     # Current task's validation loss must be below this after its stage.
     current_task_max_loss: float = 0.5
-    # Earlier tasks' loss limit per stage, keyed by stage number (SPEC section 6).
+    # Earlier tasks' loss limit per stage, keyed by stage number (guide: 0.7 after stage 2, 0.8 after 3, 1.0 after 4).
     previous_task_max_loss: dict[int, float] = field(default_factory=lambda: {2: 0.7, 3: 0.8, 4: 1.0})
     # Forgetting verdict: loss now / loss at the end of its own stage above this = forgetting.
     retained_ratio: float = 1.2

@@ -5,8 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 
-from kuavo_train.config.schema import Config
-from kuavo_train.data.video import VIDEO_BACKENDS
+from kuavo_train.config.schema import VIDEO_BACKENDS, Config
 from kuavo_train.errors import KuavoError
 
 _RATIO_TOLERANCE = 1e-6

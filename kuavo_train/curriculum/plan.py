@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kuavo_train.config.schema import Config
+from kuavo_train.device import choose_device
 from kuavo_train.data.prepare import fixed_epoch_samples
 from kuavo_train.data.replay import samples_per_epoch, task_counts
 
@@ -30,8 +31,6 @@ class StagePlan:
 
 
 def plan_stage(cfg: Config, data) -> StagePlan:
-    import torch
-
     stage = cfg.stage
     mix = cfg.replay_mix(stage)
     frames = {t: _frames(data, t, data.splits[t].train) for t in mix}
@@ -41,7 +40,7 @@ def plan_stage(cfg: Config, data) -> StagePlan:
     steps = -(-batches // accumulation)  # optimizer steps; the last one may take fewer micro-batches
     if cfg.training.max_steps_per_epoch is not None:
         steps = min(steps, cfg.training.max_steps_per_epoch)
-    device = "cuda" if torch.cuda.is_available() and cfg.training.device != "cpu" else "cpu"
+    device = choose_device(cfg.training.device).device.type
     samples = steps * cfg.training.batch_size * accumulation * cfg.task.training.max_epoch
     params = 450_000_000 if cfg.policy.pretrained_path else 1_000_000
     kept_dirs = 3 + cfg.training.keep_last_epochs  # best, best_running, last + epochs

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kuavo_train.config.args import quoted
 from kuavo_train.config.load import load_config
 from kuavo_train.config.schema import Config
 from kuavo_train.curriculum.paths import CURRICULUM_RESULTS_FILE, RESULTS_FILE
@@ -27,6 +28,16 @@ def run_root_of(path: Path) -> Path:
     raise KuavoError(f"{path} is not inside a kuavo_train run (no {SPLITS_FILE} or {CURRICULUM_RESULTS_FILE} in it or the "
                      "two dirs above); "
                      "pass a run dir like outputs/train/smolvla_sequential or a checkpoint like .../task4_sorting/best")
+
+
+def checkpoint_of(path: Path) -> Path:
+    """A checkpoint dir as is; a stage dir's best/; a run dir's final model (its last complete stage's best/)."""
+    path = Path(path).expanduser().resolve()
+    if (path / "config.json").is_file():
+        return path
+    if (path / RESULTS_FILE).is_file():
+        return path / "best"
+    return final_checkpoint(run_root_of(path))
 
 
 def final_checkpoint(run_root: Path) -> Path:
@@ -53,10 +64,11 @@ def recorded_config(checkpoint: Path, extra_overrides: list[str] = ()) -> Config
     if "config_name" not in saved or "overrides" not in saved:
         raise KuavoError(f"{checkpoint.parent / RESULTS_FILE} was written by an older kuavo_train and does not record its "
                          "config; pass --config-name NAME and the training overrides")
-    kept = [o for o in saved["overrides"] if o.partition("=")[0].lstrip("+~").split(".")[0] != "task"]
+    kept = [o for o in saved["overrides"] if o.partition("=")[0].lstrip("+~") != "task"]  # task.<field> stay: same task
     roots = [f"data.roots.{name}={root}" for name, root in saved.get("data_roots", {}).items()]
-    fixed = [f"task={saved['task_file']}", f"training.output_directory={run_root_of(checkpoint)}",
-             f"data.cache_dir={saved['data']['cache_dir']}"]
+    fixed = [f"task={saved['task_file']}", f"training.output_directory={quoted(run_root_of(checkpoint))}",
+             f"data.cache_dir={quoted(saved['data']['cache_dir'])}",
+             "training.wandb.enable=false"]  # logging settings of the training run do not matter here
     return load_config(saved["config_dir"], saved["config_name"], [*kept, *roots, *fixed, *extra_overrides])
 
 

@@ -12,10 +12,10 @@ from kuavo_train.evaluation.results import CURRICULUM_RESULTS_FILE, format_matri
 
 def run_all(config_dir: Path, config_name: str, overrides: list[str]) -> int:
     _refuse_task_overrides(overrides)
-    base = load_config(config_dir, config_name, _without_task(overrides))
+    base = load_config(config_dir, config_name, overrides)
     failed = []
     for task_file in base.curriculum:
-        cfg = load_config(config_dir, config_name, [*_without_task(overrides), f"task={task_file}"])
+        cfg = load_config(config_dir, config_name, [*overrides, f"task={task_file}"])
         result = run_stage(cfg)
         if result.status == "interrupted":
             return 130
@@ -37,18 +37,17 @@ def run_all(config_dir: Path, config_name: str, overrides: list[str]) -> int:
     return 1 if failed and base.training.strict_criteria else 0
 
 
-def _without_task(overrides: list[str]) -> list[str]:
-    return [o for o in overrides if not o.startswith("task=")]
-
-
 def _refuse_task_overrides(overrides: list[str]) -> None:
-    """`task.<field>` means the current stage's task; across all stages it would change each stage's task in turn."""
+    """In run-all, `task.<field>` applies to each stage's own task in turn (e.g. `task.training.lr=1e-4`: the same lr
+    in every stage). For a task's data that is ambiguous (every task would read the same dataset), so it is refused."""
     for item in overrides:
         key = item.partition("=")[0].lstrip("+~")
+        if key == "task":
+            raise KuavoError(f"'{item}': run-all trains every task of the curriculum in order; to train one stage use "
+                             "`kuavo-train train task=...`, to change the tasks edit `curriculum` in the config")
         if key == "task.data.root":
             raise KuavoError(f"'{item}': run-all trains every task, so task.data.root is ambiguous; give each task's "
                              "dataset as data.roots.<task name>=PATH (e.g. data.roots.weighing=/data/task2)")
-        if key.startswith("task."):
-            raise KuavoError(f"'{item}': run-all trains every task, and task.<field> would apply to each stage's own task "
-                             "in turn; edit the task files (curriculum list in the config), or train one stage with "
-                             "`kuavo-train train task=<file> task.<field>=...`")
+        if key.startswith("task.data."):
+            raise KuavoError(f"'{item}': run-all would apply it to every task's data in turn; set it in each task file "
+                             "(configs/policy/tasks/), or train one stage with `kuavo-train train task=<file> {item}`")

@@ -87,6 +87,7 @@ def run_stage(cfg: Config) -> StageResult:
         print(f"Stage {cfg.stage} ({cfg.task.dirname}) is already complete: {paths.best} "
               f"(training.overwrite=true retrains it)")
         return StageResult("skipped", results_path=paths.results)
+    choose_device(cfg.training.device)  # an unusable training.device fails here, before minutes of data preparation
     dist = init_distributed(cfg.training.device)
     data = _prepare_data_once(cfg, paths, dist)
     if cfg.training.dry_run:
@@ -276,6 +277,13 @@ class StageRunner:
 
     # ---- the loop -----------------------------------------------------------------------------
     def run(self) -> StageResult:
+        try:
+            return self._run()
+        except BaseException:
+            self.log.close(exit_code=1)  # the W&B run, TensorBoard writer and log file of a stage that raised
+            raise
+
+    def _run(self) -> StageResult:
         self._build()
         ctx = StepContext(
             policy=self.policy, preprocessor=self.preprocessor, optimizer=self.optimizer, scheduler=self.scheduler,

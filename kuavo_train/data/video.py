@@ -13,9 +13,9 @@ import logging
 import os
 import sys
 
+from kuavo_train.config.schema import VIDEO_BACKENDS  # noqa: F401  (re-exported for callers of this module)
 from kuavo_train.errors import KuavoError
 
-VIDEO_BACKENDS = ("auto", "torchcodec", "pyav")
 logger = logging.getLogger(__name__)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import io
 import json
 import os
@@ -147,7 +148,9 @@ def _write_new_dir(target: Path, fill) -> None:
         try:
             os.rename(tmp, target)
         except OSError as exc:
-            raise KuavoError(f"export target {target} was created by something else meanwhile; pass a new dir") from exc
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise KuavoError(f"export target {target} was created by something else meanwhile; pass a new dir") from exc
+            raise KuavoError(f"cannot move the export into {target} ({exc.strerror}); pass a writable new dir") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -174,10 +177,10 @@ def locate_vlm(checkpoint: Path, saved: str, override: str | Path | None = None,
         raise KuavoError(f"{checkpoint / CONFIG_FILE} has no vlm_model_name; pass --vlm-model-name DIR (the VLM backbone's "
                          "folder with config.json and tokenizer/processor files)")
     local = Path(name).expanduser()
+    if override is None and not local.is_absolute() and (checkpoint / name).is_dir():  # an export's own vlm/ first
+        return VlmSource(name, (checkpoint / name).resolve(), "the checkpoint's own copy")
     if local.is_dir():
         return VlmSource(name, local.resolve(), "local dir")
-    if override is None and not local.is_absolute() and (checkpoint / name).is_dir():
-        return VlmSource(name, (checkpoint / name).resolve(), "the checkpoint's own copy")
     what = "--vlm-model-name" if override is not None else f"vlm_model_name in {checkpoint / CONFIG_FILE}"
     if local.is_absolute() or name.startswith((".", "~")) or len(local.parts) > 2:
         raise KuavoError(f"the VLM backbone folder {name} ({what}) does not exist here; pass --vlm-model-name DIR "

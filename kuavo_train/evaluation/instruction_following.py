@@ -142,7 +142,8 @@ def format_matrix(result: dict, names: dict[int, str]) -> str:
 def evaluate_main(argv: list[str]) -> int:
     from kuavo_train.config.args import parse_config_args
     from kuavo_train.config.load import load_config
-    from kuavo_train.curriculum.recorded import final_checkpoint, recorded_config, run_root_of
+    from kuavo_train.config.args import quoted
+    from kuavo_train.curriculum.recorded import checkpoint_of, recorded_config, run_root_of
     from kuavo_train.data.prepare import prepare_curriculum_data, task_dataset
     from kuavo_train.evaluation.validate import limit_samples
     from kuavo_train.training.checkpoint import write_json_atomically
@@ -151,7 +152,8 @@ def evaluate_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kuavo-train evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", type=Path,
-                        help="a checkpoint (<run>/<stage>/best) or a run dir (then its last complete stage's best/)")
+                        help="a checkpoint (<run>/<stage>/best), a stage dir (its best/) or a run dir (its last complete "
+                             "stage's best/)")
     parser.add_argument("--config-name", default=None,
                         help="config to rebuild the data with (default: the one the checkpoint's stage recorded)")
     parser.add_argument("--config-path", default=None, help="folder of --config-name (default configs/policy)")
@@ -164,13 +166,13 @@ def evaluate_main(argv: list[str]) -> int:
     if bad:
         raise KuavoError(f"unknown argument(s) {bad}; config overrides look like key=value (see --help)")
     run_root = run_root_of(args.checkpoint)
-    checkpoint = args.checkpoint if (args.checkpoint / "config.json").is_file() else final_checkpoint(run_root)
+    checkpoint = checkpoint_of(args.checkpoint)
     if args.config_name or args.config_path:
         flags = [f"--config-name={args.config_name}"] if args.config_name else []
         flags += [f"--config-path={args.config_path}"] if args.config_path else []
         parsed = parse_config_args([*flags, *overrides])
         cfg = load_config(parsed.config_dir, parsed.config_name,
-                          [*parsed.overrides, f"training.output_directory={run_root}"])
+                          [*parsed.overrides, f"training.output_directory={quoted(run_root)}"])
     else:
         cfg = recorded_config(checkpoint, overrides)
     print(f"evaluating {checkpoint}")

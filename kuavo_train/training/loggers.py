@@ -44,7 +44,11 @@ class StageLogger:
             self._writer = SummaryWriter(log_dir=str(tensorboard_dir))
         self._wandb = None
         if wandb is not None and wandb.settings.enable and log_dir is not None:
-            self._wandb = start_wandb_run(wandb, log_dir)
+            try:
+                self._wandb = start_wandb_run(wandb, log_dir)
+            except BaseException:
+                self.close()
+                raise
             mode = wandb.settings.mode
             if mode == "offline":
                 run_dir = Path(self._wandb.dir).parent
@@ -70,14 +74,17 @@ class StageLogger:
         if self._writer is not None:
             self._writer.flush()
 
-    def close(self) -> None:
+    def close(self, exit_code: int = 0) -> None:
+        """Idempotent; ``exit_code`` != 0 marks the W&B run failed (a stage that raised)."""
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
         if self._wandb is not None:
-            self._wandb.finish()
+            self._wandb.finish(exit_code=exit_code)
             self._wandb = None
         if self._file is not None:
             self._file.close()
+            self._file = None
 
 
 def start_wandb_run(spec: WandbRunSpec, log_dir: Path):
