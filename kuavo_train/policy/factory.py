@@ -21,12 +21,19 @@ from kuavo_train.errors import KuavoError
 
 logger = logging.getLogger(__name__)
 
-# Fields of a starting checkpoint's config that fix weight shapes: taken from the checkpoint.
+# Fields of a starting checkpoint's config that fix weight shapes or the token layout: taken from the
+# checkpoint. Those our config also has must agree with it (a conflict is an error naming both values).
+# Everything else, `vlm_model_name` included, is the user's (YAML or command line): a base naming the
+# VLM by hub id still loads offline from the local dir the user gives.
 _ARCHITECTURE_FIELDS = (
-    "vlm_model_name", "num_vlm_layers", "num_expert_layers", "expert_width_multiplier",
-    "self_attn_every_n_layers", "attention_mode", "max_state_dim", "max_action_dim",
-    "add_image_special_tokens", "prefix_length",
+    "num_vlm_layers", "num_expert_layers", "expert_width_multiplier", "self_attn_every_n_layers",
+    "attention_mode", "max_state_dim", "max_action_dim", "add_image_special_tokens", "prefix_length",
 )
+_CHECKED_ARCHITECTURE_FIELDS = ("num_vlm_layers", "max_state_dim", "max_action_dim")
+# Keys a starting checkpoint may hold that this lerobot's SmolVLA has no place for: the normalization
+# buffers of checkpoints written before lerobot moved normalization into processors (ours replace them).
+EXPECTED_UNEXPECTED_KEY_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
+WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -47,8 +54,10 @@ def policy_features(schema: FeatureSchema) -> tuple[dict, dict]:
     return inputs, outputs
 
 
-def make_smolvla_config(policy_cfg: PolicyConfig, schema: FeatureSchema, device: torch.device, base=None):
-    """SmolVLA config for this curriculum; architecture fields come from ``base`` when starting from a checkpoint."""
+def make_smolvla_config(policy_cfg: PolicyConfig, schema: FeatureSchema, device: torch.device, base=None,
+                        base_path: str | None = None):
+    """SmolVLA config for this curriculum; architecture fields come from ``base`` (the config of the starting
+    checkpoint ``base_path``) and must agree with ours; the VLM name and training settings are ours."""
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
 
     inputs, outputs = policy_features(schema)
@@ -71,6 +80,11 @@ def make_smolvla_config(policy_cfg: PolicyConfig, schema: FeatureSchema, device:
         num_vlm_layers=policy_cfg.num_vlm_layers,
     )
     if base is not None:
+        for name in _CHECKED_ARCHITECTURE_FIELDS:
+            if getattr(base, name) != getattr(policy_cfg, name):
+                raise KuavoError(
+                    f"policy.{name}={getattr(policy_cfg, name)} but the starting checkpoint {base_path} was built with "
+                    f"{name}={getattr(base, name)}, which fixes its weight shapes; set policy.{name}={getattr(base, name)}")
         fields.update({name: getattr(base, name) for name in _ARCHITECTURE_FIELDS})
         fields["load_vlm_weights"] = False  # the checkpoint's safetensors hold the VLM weights
     if schema.state_dim > fields["max_state_dim"] or schema.action_dim > fields["max_action_dim"]:
@@ -91,15 +105,58 @@ def load_policy(policy_cfg: PolicyConfig, schema: FeatureSchema, init_path: str 
             policy = SmolVLAPolicy(make_smolvla_config(policy_cfg, schema, device))
         else:
             base = PreTrainedConfig.from_pretrained(init_path)
-            config = make_smolvla_config(policy_cfg, schema, device, base=base)
-            policy = SmolVLAPolicy.from_pretrained(init_path, config=config)
+            policy = SmolVLAPolicy(make_smolvla_config(policy_cfg, schema, device, base=base, base_path=init_path))
+            weights = weights_file(init_path)
     except KuavoError:
         raise
     except Exception as exc:  # hub/cache/network/format problems all end here
         raise KuavoError(_loading_error(init_path, policy_cfg, exc)) from exc
-    policy.to(device)
+    if init_path is not None:
+        load_weights_strictly(policy, weights)
+    # Master weights in fp32: SmolVLA builds its modules in the VLM config's dtype (bf16 for SmolVLM2), and
+    # bf16 weights round small AdamW updates away. bf16 compute comes from autocast (training.mixed_precision).
+    policy.to(device=device, dtype=torch.float32)
     apply_freezing(policy, policy_cfg)
     return policy
+
+
+def weights_file(init_path: str) -> str:
+    """``model.safetensors`` of a local policy dir, or of a hub id from the Hugging Face cache (or the hub when online)."""
+    from huggingface_hub import hf_hub_download
+
+    if Path(init_path).expanduser().is_dir():
+        path = Path(init_path).expanduser() / WEIGHTS_FILE
+        if not path.is_file():
+            raise KuavoError(f"{path} not found: {init_path} is not a complete lerobot policy dir (config.json + {WEIGHTS_FILE})")
+        return str(path)
+    return hf_hub_download(repo_id=init_path, filename=WEIGHTS_FILE)
+
+
+def load_weights_strictly(policy, path: str) -> None:
+    """Every weight of ``policy`` from ``path``; a missing or unexpected key (outside the documented
+    EXPECTED_UNEXPECTED_KEY_PREFIXES) or an unreadable file is a one-line error: never a half-random model."""
+    from safetensors.torch import load_model
+
+    try:
+        missing, unexpected = load_model(policy, path, strict=False, device="cpu")
+    except Exception as exc:  # SafetensorError (truncated/corrupt), RuntimeError (shape mismatch), OSError
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise KuavoError(f"cannot load the weights {path} ({type(exc).__name__}: {detail[:300]}); the file is truncated, "
+                         "corrupt or of another architecture: copy or download it again") from exc
+    missing = sorted(missing)
+    ignored = sorted(k for k in unexpected if k.startswith(EXPECTED_UNEXPECTED_KEY_PREFIXES))
+    unexpected = sorted(k for k in unexpected if k not in ignored)
+    if missing or unexpected:
+        raise KuavoError(
+            f"the weights {path} do not match the model built from its config: {len(missing)} missing key(s)"
+            f"{_first_keys(missing)}, {len(unexpected)} unexpected key(s){_first_keys(unexpected)}; a partial or foreign "
+            "checkpoint would train from half-random weights: copy or download it again")
+    if ignored:
+        logger.info("ignored %d old-format normalization buffers of %s (our processors hold the stats)", len(ignored), path)
+
+
+def _first_keys(keys: list[str], shown: int = 3) -> str:
+    return f" ({', '.join(keys[:shown])}{', ...' if len(keys) > shown else ''})" if keys else ""
 
 
 def _loading_error(init_path: str | None, policy_cfg: PolicyConfig, exc: Exception) -> str:
