@@ -8,6 +8,7 @@ from kuavo_train.config.schema import Config
 from kuavo_train.device import choose_device
 from kuavo_train.data.prepare import fixed_epoch_samples
 from kuavo_train.data.replay import samples_per_epoch, task_counts
+from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
 
 # Rough figures to size a run before it starts; `benchmarks/` measures real ones.
 _SECONDS_PER_SAMPLE = {"cuda": 0.02, "cpu": 0.05}
@@ -28,6 +29,9 @@ class StagePlan:
     validation_frames: dict[int, int]
     estimated_hours: float
     estimated_checkpoint_gb: float
+    shared_memory_need: int  # bytes of /dev/shm the loader workers use at most
+    shared_memory_free: int | None
+    cameras_missing: dict[str, list[str]]  # task name -> cameras of the model its data lacks (masked)
 
 
 def plan_stage(cfg: Config, data) -> StagePlan:
@@ -51,6 +55,10 @@ def plan_stage(cfg: Config, data) -> StagePlan:
         validation_frames={t.id: _frames(data, t.id, data.splits[t.id].val) for t in cfg.seen_tasks},
         estimated_hours=samples * _SECONDS_PER_SAMPLE[device] / 3600,
         estimated_checkpoint_gb=(params * _BYTES_PER_PARAMETER * (kept_dirs + 2)) / 1e9,
+        shared_memory_need=shared_memory_need(data.schema, cfg.training.batch_size, cfg.policy.chunk_size,
+                                              cfg.training.num_workers),
+        shared_memory_free=shared_memory_free(),
+        cameras_missing={t.name: list(t.missing_cameras) for t in data.schema.tasks if t.missing_cameras},
     )
 
 
@@ -72,5 +80,17 @@ def format_plan(plan: StagePlan) -> str:
              f"  learning rate:     {plan.lr:g}",
              f"  validation frames: " + ", ".join(f"task{t} {n}" for t, n in plan.validation_frames.items()),
              f"  estimated time:    {plan.estimated_hours:.2f} h (rough, from a fixed per-sample cost)",
-             f"  estimated disk:    {plan.estimated_checkpoint_gb:.1f} GB of checkpoints"]
+             f"  estimated disk:    {plan.estimated_checkpoint_gb:.1f} GB of checkpoints",
+             f"  shared memory:     {_shm_line(plan)}"]
+    lines += [f"  camera masked:     task {task} has no {', '.join(c.removeprefix('observation.images.') for c in cams)} "
+              "(trained with it masked, as SmolVLA masks an absent camera)" for task, cams in plan.cameras_missing.items()]
     return "\n".join(lines)
+
+
+def _shm_line(plan: StagePlan) -> str:
+    if plan.shared_memory_need == 0:
+        return "none (training.num_workers=0)"
+    free = "unknown" if plan.shared_memory_free is None else f"{plan.shared_memory_free / 2**20:.0f} MiB free"
+    problem = shared_memory_problem(plan.shared_memory_need, plan.shared_memory_free)
+    return f"up to {plan.shared_memory_need / 2**20:.0f} MiB in /dev/shm by the loader workers ({free})" + (
+        f" - TOO SMALL: {problem}" if problem else "")

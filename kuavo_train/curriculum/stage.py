@@ -28,6 +28,7 @@ from kuavo_train.curriculum.paths import StagePaths, is_stage_complete, previous
 from kuavo_train.curriculum.plan import format_plan, plan_stage
 from kuavo_train.data.prepare import CurriculumData, build_training_stream, prepare_curriculum_data, task_dataset
 from kuavo_train.data.schema import FeatureSchema
+from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
 from kuavo_train.data.stats import stats_hash
 from kuavo_train.errors import KuavoError
 from kuavo_train.evaluation.forgetting import (
@@ -175,6 +176,7 @@ class StageRunner:
         self.preprocessor, self.postprocessor = make_processors(self.policy, self.data.stats)
         self.train_set, self.sampler = build_training_stream(cfg, self.data, self.stage, cfg.training.seed,
                                                              num_replicas=self.dist.world_size, rank=self.dist.rank)
+        self._check_shared_memory()
         self.train_loader = make_loader(self.train_set, self.rank_batch_size, cfg.training.num_workers, self.sampler)
         self.val_loaders = self._validation_loaders(self._validated_tasks())
         self.steps_per_epoch = self._steps_per_epoch()
@@ -205,6 +207,14 @@ class StageRunner:
             )
         if "schema" not in parent or FeatureSchema.from_dict(parent["schema"]) != self.data.schema:
             raise KuavoError(f"the previous stage's checkpoint {self.init_path} has another feature schema (cameras/sizes) than this data; retrain from stage 1")
+
+    def _check_shared_memory(self) -> None:
+        """Loader workers pass batches through /dev/shm (64 MB in a default Docker container): refuse before they crash."""
+        need = shared_memory_need(self.data.schema, self.rank_batch_size, self.cfg.policy.chunk_size,
+                                  self.cfg.training.num_workers)
+        problem = shared_memory_problem(need, shared_memory_free())
+        if problem:
+            raise KuavoError(problem)
 
     def _check_disk_space(self) -> None:
         """Refuse to start when the checkpoints this stage will keep cannot fit."""

@@ -46,8 +46,8 @@ def prepare_curriculum_data(cfg: Config, run_root: Path) -> CurriculumData:
     """Ingest every curriculum task, check it against its task file, and fix schema/splits/stats."""
     video_backend = resolve_video_backend(cfg.data.video_backend)
     infos = {task.id: read_source_info(task.data.root) for task in cfg.tasks}
+    _check_cameras_exist_somewhere(cfg, infos)
     per_task = [_task_features(task, infos[task.id]) for task in cfg.tasks]
-    _check_same_cameras(cfg)
     schema = build_feature_schema(per_task)
     v30_roots = {
         task.id: ingest_dataset(task.data.root, cfg.data.cache_dir, keep_depth=cfg.data.keep_depth) for task in cfg.tasks
@@ -60,15 +60,16 @@ def prepare_curriculum_data(cfg: Config, run_root: Path) -> CurriculumData:
     return CurriculumData(schema=schema, stats=stats, splits=splits, v30_roots=v30_roots, video_backend=video_backend)
 
 
-def _check_same_cameras(cfg: Config) -> None:
-    """Every task must feed the model the same cameras (missing-camera padding is not supported yet)."""
-    first = cfg.tasks[0]
-    for task in cfg.tasks[1:]:
-        if set(task.data.cameras) != set(first.data.cameras):
-            raise KuavoError(
-                f"task {task.name} lists cameras {task.data.cameras} but task {first.name} lists {first.data.cameras}; "
-                "all curriculum tasks must use the same cameras (fix task.data.cameras)"
-            )
+def _check_cameras_exist_somewhere(cfg: Config, infos: dict[int, SourceInfo]) -> None:
+    """A camera a task file lists but its data lacks is masked for that task when another task's data has it;
+    when no task's data has it, it is an error (the model would never see it)."""
+    recorded = {c for task in cfg.tasks for c in task.data.cameras if c in infos[task.id].camera_keys}
+    for task in cfg.tasks:
+        info = infos[task.id]
+        nowhere = [c for c in task.data.cameras if c not in info.camera_keys and c not in recorded]
+        if nowhere:
+            raise KuavoError(f"task {task.name} ({info.root}): camera(s) {nowhere} not in the dataset (it has "
+                             f"{info.camera_keys}) nor in any other task's; fix task.data.cameras or the export")
 
 
 def _check_same_data_as_before(run_root: Path, v30_roots: dict[int, Path]) -> None:
@@ -90,9 +91,6 @@ def _check_same_data_as_before(run_root: Path, v30_roots: dict[int, Path]) -> No
 
 def _task_features(task: TaskConfig, info: SourceInfo) -> tuple[TaskFeatures, dict, float]:
     where = f"task {task.name} ({info.root})"
-    missing = [c for c in task.data.cameras if c not in info.camera_keys]
-    if missing:
-        raise KuavoError(f"{where}: camera(s) {missing} not in the dataset (it has {info.camera_keys}); fix task.data.cameras or the export")
     dims = {}
     for key, expected in ((STATE, task.data.state_dim), (ACTION, task.data.action_dim)):
         found = info.vector_dim(key)
@@ -102,7 +100,8 @@ def _task_features(task: TaskConfig, info: SourceInfo) -> tuple[TaskFeatures, di
             name = "state_dim" if key == STATE else "action_dim"
             raise KuavoError(f"{where}: '{key}' has {found} dims but the task file expects {expected}; fix task.data.{name} or the data")
         dims[key] = found
-    cameras = {c: tuple(int(s) for s in _chw(info.features[c]["shape"], info.features[c].get("names"))) for c in task.data.cameras}
+    cameras = {c: tuple(int(s) for s in _chw(info.features[c]["shape"], info.features[c].get("names")))
+               for c in task.data.cameras if c in info.camera_keys}
     features = TaskFeatures(task.id, task.name, task.language_instruction, dims[STATE], dims[ACTION])
     return features, cameras, info.fps
 

@@ -8,7 +8,7 @@ keeps its own action size so inference returns exactly that many values.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from kuavo_train.errors import KuavoError
@@ -21,6 +21,14 @@ class TaskFeatures:
     instruction: str
     state_dim: int
     action_dim: int
+    # Cameras of the model this task's data lacks: its samples carry a blank image there, masked out of
+    # attention as SmolVLA masks an absent camera (`<camera>_padding_mask` False).
+    missing_cameras: tuple[str, ...] = ()
+
+
+def camera_padding_mask_key(camera: str) -> str:
+    """The per-sample batch key lerobot's SmolVLA reads to mask a camera (True = the image is real)."""
+    return f"{camera}_padding_mask"
 
 
 @dataclass(frozen=True)
@@ -33,6 +41,11 @@ class FeatureSchema:
     action_dim: int
     fps: float
     tasks: tuple[TaskFeatures, ...]
+
+    @property
+    def masks_cameras(self) -> bool:
+        """Whether some task lacks a camera (then every sample carries a padding mask per camera)."""
+        return any(t.missing_cameras for t in self.tasks)
 
     def task(self, task_id: int) -> TaskFeatures:
         for item in self.tasks:
@@ -52,7 +65,7 @@ class FeatureSchema:
             state_dim=int(data["state_dim"]),
             action_dim=int(data["action_dim"]),
             fps=float(data["fps"]),
-            tasks=tuple(TaskFeatures(**t) for t in data["tasks"]),
+            tasks=tuple(TaskFeatures(**{**t, "missing_cameras": tuple(t.get("missing_cameras", ()))}) for t in data["tasks"]),
         )
 
     def save(self, path: Path) -> None:
@@ -75,10 +88,12 @@ def build_feature_schema(per_task: list[tuple[TaskFeatures, dict[str, tuple[int,
     for _, task_cameras, _ in per_task:
         for key, shape in task_cameras.items():
             cameras.setdefault(key, tuple(shape))
+    tasks = tuple(replace(t, missing_cameras=tuple(c for c in cameras if c not in task_cameras))
+                  for t, task_cameras, _ in per_task)
     return FeatureSchema(
         cameras=cameras,
         state_dim=max(t.state_dim for t, _, _ in per_task),
         action_dim=max(t.action_dim for t, _, _ in per_task),
         fps=fps_values.pop(),
-        tasks=tuple(t for t, _, _ in per_task),
+        tasks=tasks,
     )

@@ -16,7 +16,7 @@ from kuavo_train.data.constants import (
     TASK,
     TASK_ID,
 )
-from kuavo_train.data.schema import FeatureSchema, TaskFeatures
+from kuavo_train.data.schema import FeatureSchema, TaskFeatures, camera_padding_mask_key
 from kuavo_train.data.video import keep_decoders_per_process
 
 # Seeds of validation samples are task_id * this + index, unique across tasks.
@@ -71,6 +71,8 @@ class TaskDataset(Dataset):
                                     video_backend=video_backend, return_uint8=True)
         self._actions, self._episode_end = _action_table(self.inner)
         self._dim_mask = action_dim_mask(task.action_dim, schema.action_dim)
+        # Cameras this task's data lacks: a blank image, masked out by its padding mask.
+        self._blank = {c: torch.zeros(schema.cameras[c], dtype=torch.uint8) for c in task.missing_cameras}
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -85,7 +87,11 @@ class TaskDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         item = self.inner[index]
         actions, is_pad = self.action_chunk(index)
-        sample = {camera: as_uint8_image(item[camera]) for camera in self.schema.cameras}
+        sample = {camera: self._blank[camera] if camera in self._blank else as_uint8_image(item[camera])
+                  for camera in self.schema.cameras}
+        if self.schema.masks_cameras:
+            for camera in self.schema.cameras:
+                sample[camera_padding_mask_key(camera)] = torch.tensor(camera not in self._blank)
         sample[STATE] = pad_last_dim(item[STATE].float(), self.schema.state_dim)
         sample[ACTION] = pad_last_dim(actions, self.schema.action_dim)
         sample[ACTION_IS_PAD] = is_pad

@@ -9,6 +9,7 @@ the worker makes it one segment; the trainer gets views into it, pinned in one c
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
 
 import torch
@@ -78,3 +79,36 @@ def _tensor_column(values: list) -> list[torch.Tensor] | None:
     if isinstance(first, float):
         return [torch.tensor(v, dtype=torch.float64) for v in values]
     return None
+
+
+SHM_DIR = "/dev/shm"
+PREFETCH_FACTOR = 2  # batches each loader worker keeps ready (make_loader)
+
+
+def batch_bytes(schema, batch_size: int, chunk_size: int) -> int:
+    """Bytes of one training batch in its shared buffer: uint8 cameras, fp32 state and action chunk, masks."""
+    per_sample = sum(math.prod(shape) for shape in schema.cameras.values())  # uint8
+    per_sample += 4 * schema.state_dim + 4 * chunk_size * schema.action_dim + chunk_size + schema.action_dim + 3 * 8
+    return batch_size * per_sample
+
+
+def shared_memory_need(schema, batch_size: int, chunk_size: int, num_workers: int) -> int:
+    """Bytes of /dev/shm the loader workers fill at most: each keeps PREFETCH_FACTOR batches ready, one more in flight."""
+    return 0 if num_workers == 0 else batch_bytes(schema, batch_size, chunk_size) * num_workers * (PREFETCH_FACTOR + 1)
+
+
+def shared_memory_free() -> int | None:
+    try:
+        return shutil.disk_usage(SHM_DIR).free
+    except OSError:
+        return None  # not Linux, or no /dev/shm: torch uses another mechanism
+
+
+def shared_memory_problem(need: int, free: int | None) -> str | None:
+    """Why the loader workers would crash (bus error / 'unable to write to file </torch_...>'), or None."""
+    if need == 0 or free is None or free >= need:
+        return None
+    return (f"{SHM_DIR} has {free / 2**20:.0f} MiB free but the loader workers need about {need / 2**20:.0f} MiB "
+            f"(training.num_workers x {PREFETCH_FACTOR + 1} batches); in Docker start the container with "
+            f"--shm-size={max(1, math.ceil(2 * need / 2**30))}g (or --ipc=host), or lower training.num_workers "
+            "(0 = no shared memory) or training.batch_size")

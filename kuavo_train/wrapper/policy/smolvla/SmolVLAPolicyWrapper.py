@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from kuavo_train.data.constants import ACTION, CAMERA_PREFIX, STATE, TASK
-from kuavo_train.data.schema import FeatureSchema, TaskFeatures
+from kuavo_train.data.schema import FeatureSchema, TaskFeatures, camera_padding_mask_key
 from kuavo_train.data.task_dataset import pad_last_dim
 from kuavo_train.errors import KuavoError
 from kuavo_train.device import resolve_device
@@ -384,11 +384,18 @@ class SmolVLAPolicyWrapper:
             raise KuavoError(f"'{STATE}' holds NaN/inf values; refusing to act on them")
         model_batch: dict[str, Any] = {STATE: pad_last_dim(state, self.schema.state_dim).to(self.device)}
         for key, shape in self.schema.cameras.items():
-            if key not in batch:
+            trained_without = all(key in task.missing_cameras for task in tasks)
+            if key not in batch and not trained_without:
                 cameras = [k for k in batch if str(k).startswith(CAMERA_PREFIX)]
                 raise KuavoError(f"camera '{key}' is missing from the observation (the model needs {list(self.schema.cameras)}; "
                                  f"got {cameras})")
-            model_batch[key] = self._image(batch[key], key, shape, batched, size)
+            if key in batch:
+                model_batch[key] = self._image(batch[key], key, shape, batched, size)
+            else:  # as in training: a blank image that the padding mask hides from attention
+                model_batch[key] = torch.zeros(size, *shape, device=self.device)
+            if self.schema.masks_cameras:
+                present = [key in batch and key not in task.missing_cameras for task in tasks]
+                model_batch[camera_padding_mask_key(key)] = torch.tensor(present, device=self.device)
         model_batch[TASK] = [task.instruction for task in tasks]
 
         call = (tuple(task.task_id for task in tasks), size)
