@@ -110,5 +110,5 @@ def shared_memory_problem(need: int, free: int | None) -> str | None:
         return None
     return (f"{SHM_DIR} has {free / 2**20:.0f} MiB free but the loader workers need about {need / 2**20:.0f} MiB "
             f"(training.num_workers x {PREFETCH_FACTOR + 1} batches); in Docker start the container with "
-            f"--shm-size={max(1, math.ceil(2 * need / 2**30))}g (or --ipc=host), or lower training.num_workers "
+            f"--shm-size={max(2, math.ceil(2 * need / 2**30))}g (or --ipc=host), or lower training.num_workers "
             "(0 = no shared memory) or training.batch_size")

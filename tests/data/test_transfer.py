@@ -55,3 +55,30 @@ def test_workers_deliver_the_same_batches_as_a_plain_loader():
     assert len(shared) == len(plain) == 3
     for ours, reference in zip(shared, plain):
         assert_same_batch(ours, reference)
+
+
+def test_shared_memory_need_and_the_docker_advice():
+    from kuavo_train.data.schema import FeatureSchema, TaskFeatures
+    from kuavo_train.data.transfer import batch_bytes, shared_memory_need, shared_memory_problem
+
+    kuavo = FeatureSchema(cameras={f"observation.images.{c}": (3, 480, 640) for c in ("head_cam_h", "wrist_cam_l", "wrist_cam_r")},
+                          state_dim=16, action_dim=20, fps=10.0, tasks=(TaskFeatures(1, "a", "do a", 16, 16),))
+    assert 44e6 < batch_bytes(kuavo, 16, 50) < 45e6  # the README's "about 44 MB"
+    need = shared_memory_need(kuavo, 16, 50, num_workers=4)
+    assert need == 12 * batch_bytes(kuavo, 16, 50) and shared_memory_need(kuavo, 16, 50, num_workers=0) == 0
+    problem = shared_memory_problem(need, free=64 * 2**20)
+    assert "/dev/shm has 64 MiB free" in problem and "--shm-size=2g" in problem and "training.num_workers" in problem
+    assert shared_memory_problem(need, free=8 * 2**30) is None and shared_memory_problem(need, free=None) is None
+
+
+def test_a_stage_refuses_to_start_when_dev_shm_is_too_small(demo_env, tmp_path, monkeypatch):
+    import pytest
+
+    from kuavo_train.curriculum import stage
+    from kuavo_train.errors import KuavoError
+
+    monkeypatch.setattr(stage, "shared_memory_free", lambda: 1024)
+    cfg = demo_env.config(extra=["training.num_workers=2", "training.epochs_override=1"], output=tmp_path / "run")
+    with pytest.raises(KuavoError, match="--shm-size"):
+        stage.run_stage(cfg)
+    assert not (tmp_path / "run" / "task1_moving_grasp" / "best").exists()
