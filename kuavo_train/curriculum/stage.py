@@ -210,8 +210,8 @@ class StageRunner:
 
     def _check_shared_memory(self) -> None:
         """Loader workers pass batches through /dev/shm (64 MB in a default Docker container): refuse before they crash."""
-        need = shared_memory_need(self.data.schema, self.rank_batch_size, self.cfg.policy.chunk_size,
-                                  self.cfg.training.num_workers)
+        need = shared_memory_need(self.data.schema, self.cfg.training.batch_size, self.cfg.policy.chunk_size,
+                                  self.cfg.training.num_workers)  # global batch: all processes share /dev/shm
         problem = shared_memory_problem(need, shared_memory_free())
         if problem:
             raise KuavoError(problem)

@@ -865,18 +865,36 @@ def _config_jobs(args, overrides: list[str], cli_expect: dict[str, Any]):
     flags += [f"--config-path={args.config_path}"] if args.config_path else []
     parsed = parse_config_args([*flags, *overrides])
     cfg = load_config(parsed.config_dir, parsed.config_name, parsed.overrides)
+    recorded = _recorded_cameras(cfg)
     jobs = []
     for task in cfg.tasks:
+        own = recorded.get(task.id)
+        # As in training: a camera this task lacks but another task's data has is masked for it, not a problem.
+        masked = [] if own is None else [c for c in task.data.cameras if c not in own and
+                                         any(c in cams for t, cams in recorded.items() if t != task.id)]
         expect = {
             "expected_state_dim": task.data.state_dim,
             "expected_action_dim": task.data.action_dim,
-            "expected_cameras": list(task.data.cameras),
+            "expected_cameras": [c for c in task.data.cameras if c not in masked],
             "expected_fps": None,
             "instruction": task.language_instruction,
         }
         expect.update({k: v for k, v in cli_expect.items() if v is not None})  # explicit flags win
-        jobs.append((f"task {task.id} ({task.name})", task.data.root, expect))
+        label = f"task {task.id} ({task.name})" + (f"; trained with {', '.join(masked)} masked" if masked else "")
+        jobs.append((label, task.data.root, expect))
     return jobs
+
+
+def _recorded_cameras(cfg) -> dict[int, set[str]]:
+    """Camera keys in each task's dataset (from meta/info.json); a dataset that cannot be read is left out
+    (its own check reports why)."""
+    cameras = {}
+    for task in cfg.tasks:
+        try:
+            cameras[task.id] = set(read_source_info(task.data.root).camera_keys)
+        except KuavoError:
+            continue
+    return cameras
 
 
 def _positive_int(text: str) -> int:

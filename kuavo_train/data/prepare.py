@@ -66,6 +66,9 @@ def _check_cameras_exist_somewhere(cfg: Config, infos: dict[int, SourceInfo]) ->
     recorded = {c for task in cfg.tasks for c in task.data.cameras if c in infos[task.id].camera_keys}
     for task in cfg.tasks:
         info = infos[task.id]
+        if not any(c in info.camera_keys for c in task.data.cameras):
+            raise KuavoError(f"task {task.name} ({info.root}): none of its cameras {task.data.cameras} is in the dataset "
+                             f"(it has {info.camera_keys}); a task needs at least one real camera: fix task.data.cameras")
         nowhere = [c for c in task.data.cameras if c not in info.camera_keys and c not in recorded]
         if nowhere:
             raise KuavoError(f"task {task.name} ({info.root}): camera(s) {nowhere} not in the dataset (it has "

@@ -85,9 +85,11 @@ def build_feature_schema(per_task: list[tuple[TaskFeatures, dict[str, tuple[int,
         detail = ", ".join(f"{t.name}={fps:g}" for t, _, fps in per_task)
         raise KuavoError(f"the curriculum's datasets have different fps ({detail}); resample them to one fps before training")
     cameras: dict[str, tuple[int, int, int]] = {}
-    for _, task_cameras, _ in per_task:
+    for task, task_cameras, _ in per_task:
         for key, shape in task_cameras.items():
-            cameras.setdefault(key, tuple(shape))
+            if cameras.setdefault(key, tuple(shape)) != tuple(shape):
+                raise KuavoError(f"camera {key} is {tuple(shape)} in task {task.name} but {cameras[key]} in an earlier task; "
+                                 "tasks share batches, so export every task's camera at one resolution")
     tasks = tuple(replace(t, missing_cameras=tuple(c for c in cameras if c not in task_cameras))
                   for t, task_cameras, _ in per_task)
     return FeatureSchema(

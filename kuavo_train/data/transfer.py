@@ -93,8 +93,11 @@ def batch_bytes(schema, batch_size: int, chunk_size: int) -> int:
 
 
 def shared_memory_need(schema, batch_size: int, chunk_size: int, num_workers: int) -> int:
-    """Bytes of /dev/shm the loader workers fill at most: each keeps PREFETCH_FACTOR batches ready, one more in flight."""
-    return 0 if num_workers == 0 else batch_bytes(schema, batch_size, chunk_size) * num_workers * (PREFETCH_FACTOR + 1)
+    """Bytes of /dev/shm the loader workers fill at most. Workers are persistent: the training loader's keep their
+    prefetched batches (PREFETCH_FACTOR each) while a validation loader's fill theirs, plus one batch in use.
+    ``batch_size`` is the global batch: every process's workers share the machine's /dev/shm."""
+    batches = num_workers * 2 * PREFETCH_FACTOR + 1
+    return 0 if num_workers == 0 else batch_bytes(schema, batch_size, chunk_size) * batches
 
 
 def shared_memory_free() -> int | None:
@@ -109,6 +112,6 @@ def shared_memory_problem(need: int, free: int | None) -> str | None:
     if need == 0 or free is None or free >= need:
         return None
     return (f"{SHM_DIR} has {free / 2**20:.0f} MiB free but the loader workers need about {need / 2**20:.0f} MiB "
-            f"(training.num_workers x {PREFETCH_FACTOR + 1} batches); in Docker start the container with "
+            f"(training.num_workers x {2 * PREFETCH_FACTOR} batches + 1); in Docker start the container with "
             f"--shm-size={max(2, math.ceil(2 * need / 2**30))}g (or --ipc=host), or lower training.num_workers "
             "(0 = no shared memory) or training.batch_size")

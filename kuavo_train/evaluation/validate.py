@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from kuavo_train.data.constants import ACTION_DIM_MASK, SAMPLE_SEED
-from kuavo_train.data.transfer import SharedBufferLoader
+from kuavo_train.data.transfer import PREFETCH_FACTOR, SharedBufferLoader
 from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss, prepare_batch
 
 
@@ -34,7 +34,7 @@ def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle_sam
         num_workers=num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=workers,
-        prefetch_factor=2 if workers else None,
+        prefetch_factor=PREFETCH_FACTOR if workers else None,
         drop_last=False,
         # Its own generator: creating an iterator must not consume the global RNG (resume exactness).
         generator=torch.Generator().manual_seed(0),

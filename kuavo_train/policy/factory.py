@@ -111,11 +111,13 @@ def load_policy(policy_cfg: PolicyConfig, schema: FeatureSchema, init_path: str 
         raise
     except Exception as exc:  # hub/cache/network/format problems all end here
         raise KuavoError(_loading_error(init_path, policy_cfg, exc)) from exc
+    # Master weights in fp32: SmolVLA builds its modules in the VLM config's dtype (bf16 for SmolVLM2), and
+    # bf16 weights round small AdamW updates away. Cast before loading, so fp32 checkpoint values are not
+    # rounded on the way in. bf16 compute comes from autocast (training.mixed_precision).
+    policy.to(dtype=torch.float32)
     if init_path is not None:
         load_weights_strictly(policy, weights)
-    # Master weights in fp32: SmolVLA builds its modules in the VLM config's dtype (bf16 for SmolVLM2), and
-    # bf16 weights round small AdamW updates away. bf16 compute comes from autocast (training.mixed_precision).
-    policy.to(device=device, dtype=torch.float32)
+    policy.to(device)
     apply_freezing(policy, policy_cfg)
     return policy
 
@@ -140,8 +142,13 @@ def load_weights_strictly(policy, path: str) -> None:
     try:
         missing, unexpected = load_model(policy, path, strict=False, device="cpu")
     except Exception as exc:  # SafetensorError (truncated/corrupt), RuntimeError (shape mismatch), OSError
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise KuavoError(f"cannot load the weights {path} ({type(exc).__name__}: {detail[:300]}); the file is truncated, "
+        lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]
+        mismatch = next((line for line in lines if line.startswith("size mismatch")), None)
+        if mismatch:
+            raise KuavoError(f"the weights {path} have other shapes than the model built from policy.vlm_model_name "
+                             f"({mismatch[:300]}); point policy.vlm_model_name at the VLM this checkpoint was trained "
+                             "on") from exc
+        raise KuavoError(f"cannot load the weights {path} ({type(exc).__name__}: {lines[0][:300]}); the file is truncated, "
                          "corrupt or of another architecture: copy or download it again") from exc
     missing = sorted(missing)
     ignored = sorted(k for k in unexpected if k.startswith(EXPECTED_UNEXPECTED_KEY_PREFIXES))

@@ -115,3 +115,12 @@ def test_a_camera_no_task_has_is_an_error(demo_env, tmp_path):
     cfg = demo_env.config(TASK_FILES[2], [f"task.data.cameras={cameras}"], output=tmp_path / "run")
     with pytest.raises(KuavoError, match=r"camera\(s\) \['observation.images.chest_cam'\] not in the dataset .* nor in any other"):
         prepare_curriculum_data(cfg, tmp_path / "run")
+
+
+def test_check_data_reports_the_camera_as_masked_not_as_a_problem(demo_env, masked, capsys):
+    from kuavo_train.data.check import check_data_main
+
+    cfg, _ = masked
+    roots = [f"data.roots.{t.name}={t.data.root}" for t in cfg.tasks]
+    assert check_data_main(["--config-name", "smolvla_sequential_demo", *roots]) == 0
+    assert "trained with observation.images.wrist_cam_r masked" in capsys.readouterr().out

@@ -65,7 +65,7 @@ def test_shared_memory_need_and_the_docker_advice():
                           state_dim=16, action_dim=20, fps=10.0, tasks=(TaskFeatures(1, "a", "do a", 16, 16),))
     assert 44e6 < batch_bytes(kuavo, 16, 50) < 45e6  # the README's "about 44 MB"
     need = shared_memory_need(kuavo, 16, 50, num_workers=4)
-    assert need == 12 * batch_bytes(kuavo, 16, 50) and shared_memory_need(kuavo, 16, 50, num_workers=0) == 0
+    assert need == 17 * batch_bytes(kuavo, 16, 50) and shared_memory_need(kuavo, 16, 50, num_workers=0) == 0
     problem = shared_memory_problem(need, free=64 * 2**20)
     assert "/dev/shm has 64 MiB free" in problem and "--shm-size=2g" in problem and "training.num_workers" in problem
     assert shared_memory_problem(need, free=8 * 2**30) is None and shared_memory_problem(need, free=None) is None

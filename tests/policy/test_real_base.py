@@ -176,6 +176,9 @@ def test_trainable_weights_are_fp32_from_a_bf16_backbone(demo_env, tiny, tmp_pat
     for policy in (fresh, from_base):
         dtypes = {p.dtype for p in policy.parameters() if p.requires_grad}
         assert dtypes == {torch.float32}
+    saved = load_file(base / "model.safetensors")
+    loaded = from_base.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in saved.items())  # not rounded through bf16 on the way in
 
 
 def test_trainable_weights_are_fp32_at_full_size(tmp_path):

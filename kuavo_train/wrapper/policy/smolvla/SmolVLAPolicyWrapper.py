@@ -211,7 +211,7 @@ class SmolVLAPolicyWrapper:
         # restores a VLM that load_vlm_weights=True had loaded in bf16 for training.
         config.load_vlm_weights = False
         try:
-            policy = SmolVLAPolicy.from_pretrained(path, config=config)
+            policy = SmolVLAPolicy(config)
         except Exception as exc:
             raise KuavoError(
                 f"could not build the policy from {path} ({type(exc).__name__}: {_first_line(exc)}); the model also "
@@ -219,7 +219,14 @@ class SmolVLAPolicyWrapper:
                 f"(a local dir or the Hugging Face cache): copy them to this machine and pass "
                 f"from_pretrained(..., vlm_model_name=DIR), or make a self-contained folder with `kuavo-train export`"
             ) from exc
+        # The saved dtypes before loading: values copied into parameters of another dtype would be rounded.
         _match_saved_dtypes(policy, path / MODEL_FILE)
+        try:
+            SmolVLAPolicy._load_as_safetensor(policy, str(path / MODEL_FILE), "cpu", strict=True)
+        except Exception as exc:
+            raise KuavoError(f"could not load the weights {path / MODEL_FILE} ({type(exc).__name__}: {_first_line(exc)}); "
+                             "the file is truncated or belongs to another model: copy the checkpoint again") from exc
+        policy.to(device)
         policy.eval()
         overrides: dict[str, dict] = {DEVICE_STEP: {"device": str(device)}}
         if _has_step(path / PREPROCESSOR_FILE, TOKENIZER_STEP):
