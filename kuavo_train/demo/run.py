@@ -16,7 +16,7 @@ DEMO_CONFIG = "smolvla_sequential_demo"
 WHAT_THE_DEMO_SHOWS = """
 What this demo shows: every part of the pipeline end to end (ingest, replay, held-out validation,
 forgetting analysis, checkpoints, criteria, loss matrix, language switching, report). Its model is a
-tiny random-init backbone trained a few minutes on CPU, so failed success criteria and forgetting
+tiny random-init backbone trained for minutes on CPU, so failed success criteria and forgetting
 verdicts here are expected and say nothing about the real model (README: "What the demo shows")."""
 
 
