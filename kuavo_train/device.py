@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from kuavo_train.errors import KuavoError
+from kuavo_train.errors import KuavoError, first_line
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,7 @@ def cuda_problem() -> str | None:
     try:
         torch.cuda.init()  # raises with the driver's story: none found, too old for this build, ...
     except Exception as error:  # RuntimeError/AssertionError depending on the cause
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        return first_line.split(". Please")[0]  # drop the generic advice that follows the cause
+        return first_line(error).split(". Please")[0]  # drop the generic advice that follows the cause
     return f"no usable GPU found (torch {torch.__version__} built for CUDA {torch.version.cuda})"
 
 

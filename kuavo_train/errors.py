@@ -6,3 +6,9 @@ class KuavoError(Exception):
 
     The CLI prints ``error: <message>`` and exits with status 2 instead of a traceback.
     """
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when the message is empty): for one-line errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -14,7 +14,7 @@ import os
 import sys
 
 from kuavo_train.config.schema import VIDEO_BACKENDS  # noqa: F401  (re-exported for callers of this module)
-from kuavo_train.errors import KuavoError
+from kuavo_train.errors import KuavoError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def torchcodec_problem() -> str | None:
     try:
         from torchcodec.decoders import VideoDecoder  # noqa: F401  (loads FFmpeg)
     except Exception as error:  # ImportError, OSError or RuntimeError, depending on what is missing
-        return (str(error).strip().splitlines() or [type(error).__name__])[0]
+        return first_line(error)
     return None
 
 

@@ -50,7 +50,7 @@ import torch.nn.functional as F  # noqa: N812
 from kuavo_train.data.constants import ACTION, CAMERA_PREFIX, STATE, TASK
 from kuavo_train.data.schema import FeatureSchema, TaskFeatures, camera_padding_mask_key
 from kuavo_train.data.task_dataset import pad_last_dim
-from kuavo_train.errors import KuavoError
+from kuavo_train.errors import KuavoError, first_line
 from kuavo_train.device import resolve_device
 
 logger = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ class SmolVLAPolicyWrapper:
         try:
             config = PreTrainedConfig.from_pretrained(path)
         except Exception as exc:
-            raise KuavoError(f"could not read {path / CONFIG_FILE} ({type(exc).__name__}: {_first_line(exc)})") from exc
+            raise KuavoError(f"could not read {path / CONFIG_FILE} ({type(exc).__name__}: {first_line(exc)})") from exc
         if getattr(config, "type", None) != "smolvla":
             raise KuavoError(f"{path / CONFIG_FILE} is a '{getattr(config, 'type', '?')}' policy, not smolvla")
         config.device = str(device)
@@ -214,7 +214,7 @@ class SmolVLAPolicyWrapper:
             policy = SmolVLAPolicy(config)
         except Exception as exc:
             raise KuavoError(
-                f"could not build the policy from {path} ({type(exc).__name__}: {_first_line(exc)}); the model also "
+                f"could not build the policy from {path} ({type(exc).__name__}: {first_line(exc)}); the model also "
                 f"needs its VLM backbone's config/tokenizer/processor files at vlm_model_name={config.vlm_model_name!r} "
                 f"(a local dir or the Hugging Face cache): copy them to this machine and pass "
                 f"from_pretrained(..., vlm_model_name=DIR), or make a self-contained folder with `kuavo-train export`"
@@ -224,7 +224,7 @@ class SmolVLAPolicyWrapper:
         try:
             SmolVLAPolicy._load_as_safetensor(policy, str(path / MODEL_FILE), "cpu", strict=True)
         except Exception as exc:
-            raise KuavoError(f"could not load the weights {path / MODEL_FILE} ({type(exc).__name__}: {_first_line(exc)}); "
+            raise KuavoError(f"could not load the weights {path / MODEL_FILE} ({type(exc).__name__}: {first_line(exc)}); "
                              "the file is truncated or belongs to another model: copy the checkpoint again") from exc
         policy.to(device)
         policy.eval()
@@ -243,7 +243,7 @@ class SmolVLAPolicyWrapper:
             )
         except Exception as exc:
             raise KuavoError(
-                f"could not load the processors of {path} ({type(exc).__name__}: {_first_line(exc)}); the tokenizer is read "
+                f"could not load the processors of {path} ({type(exc).__name__}: {first_line(exc)}); the tokenizer is read "
                 f"from vlm_model_name={config.vlm_model_name!r}"
             ) from exc
         return cls(policy, preprocessor, postprocessor, schema, device, clip_actions=clip_actions,
@@ -526,6 +526,3 @@ def _as_tensor(value, name: str) -> torch.Tensor:
         raise KuavoError(f"'{name}' is not an array ({type(value).__name__})") from exc
 
 
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
