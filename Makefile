@@ -3,7 +3,7 @@ PY := .venv/bin/python
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test plan clean-demo
+.PHONY: setup demo test lint plan clean-demo
 
 setup:
 	@bash scripts/setup_venv.sh
@@ -13,6 +13,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q
+
+lint: setup
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
 
 plan: setup
 	$(PY) -m kuavo_train plan

@@ -60,7 +60,9 @@ def main() -> int:
     print("\nFinal validation loss of the last model on every task (lower is better); BWT > 0 = forgetting")
     print(table)
     print("wall time: " + ", ".join(f"{k} {v:.0f}s" for k, v in seconds.items()))
-    (args.out / "ablation_results.json").write_text(json.dumps({"results": all_results, "seconds": seconds, "table": table}, indent=2))
+    (args.out / "ablation_results.json").write_text(
+        json.dumps({"results": all_results, "seconds": seconds, "table": table}, indent=2)
+    )
     return 0
 
 

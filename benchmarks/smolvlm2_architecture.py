@@ -24,11 +24,22 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-TEXT = dict(vocab_size=49280, hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
-            num_key_value_heads=5, head_dim=64, max_position_embeddings=8192, rms_norm_eps=1e-5, rope_theta=100_000.0,
-            tie_word_embeddings=False)
-VISION = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, image_size=512,
-              patch_size=16)
+TEXT = dict(
+    vocab_size=49280,
+    hidden_size=960,
+    intermediate_size=2560,
+    num_hidden_layers=32,
+    num_attention_heads=15,
+    num_key_value_heads=5,
+    head_dim=64,
+    max_position_embeddings=8192,
+    rms_norm_eps=1e-5,
+    rope_theta=100_000.0,
+    tie_word_embeddings=False,
+)
+VISION = dict(
+    hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, image_size=512, patch_size=16
+)
 SCALE_FACTOR = 4
 IMAGE_SEQ_LEN = (VISION["image_size"] // VISION["patch_size"] // SCALE_FACTOR) ** 2  # 64
 
@@ -45,10 +56,13 @@ def write_architecture(out_dir: Path, instructions: list[str]) -> Path:
     size = {"longest_edge": VISION["image_size"]}
     SmolVLMProcessor(
         image_processor=SmolVLMImageProcessor(do_image_splitting=False, size=size, max_image_size=size),
-        tokenizer=tokenizer, video_processor=SmolVLMVideoProcessor(size=size, max_image_size=size),
+        tokenizer=tokenizer,
+        video_processor=SmolVLMVideoProcessor(size=size, max_image_size=size),
         image_seq_len=IMAGE_SEQ_LEN,
     ).save_pretrained(out_dir)
-    ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    ids = dict(
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id
+    )
     SmolVLMConfig(
         text_config=LlamaConfig(**TEXT, **ids).to_dict(),
         vision_config=SmolVLMVisionConfig(**VISION).to_dict(),

@@ -23,7 +23,7 @@ from kuavo_train.curriculum.paths import stage_paths
 from kuavo_train.curriculum.run_all import run_all
 from kuavo_train.curriculum.stage import StageRunner
 from kuavo_train.data.prepare import prepare_curriculum_data
-from kuavo_train.evaluation.results import CURRICULUM_RESULTS_FILE
+from kuavo_train.layout import CURRICULUM_RESULTS_FILE, STAGE_RESULTS_FILE
 
 SEQUENTIAL = {
     "naive": ["sequential.use_replay_buffer=false", "task.training.lr=1e-4", "policy.freeze_vlm_layers=0"],
@@ -36,8 +36,11 @@ STRATEGIES = (*SEQUENTIAL, "joint")
 def equal_budget(epochs: int, steps_per_epoch: int) -> list[str]:
     """Overrides giving every stage of every strategy ``epochs`` x ``steps_per_epoch`` optimizer steps
     (a config's ``max_steps_per_epoch`` cap is lifted: it would cut the joint run's longer epochs)."""
-    return [f"training.epochs_override={epochs}", f"training.steps_per_epoch={steps_per_epoch}",
-            "training.max_steps_per_epoch=null"]
+    return [
+        f"training.epochs_override={epochs}",
+        f"training.steps_per_epoch={steps_per_epoch}",
+        "training.max_steps_per_epoch=null",
+    ]
 
 
 def run_strategy(name: str, config_dir: Path, config_name: str, out: Path, overrides: list[str]) -> dict:
@@ -68,17 +71,24 @@ def joint_config(config_dir: Path, config_name: str, out: Path, overrides: list[
         raise ValueError("the joint strategy needs training.steps_per_epoch (its budget is the stages' summed steps)")
     share = 1.0 / len(last.tasks)
     mix = "{" + ", ".join(f"{t.key}: {share}" for t in last.tasks) + "}"
-    return load_config(config_dir, config_name, [
-        *overrides, last_task, f"training.output_directory={out / 'joint'}",
-        f"sequential.stage{last.stage}_replay={mix}", "sequential.use_replay_buffer=true",
-        f"training.steps_per_epoch={steps * len(last.tasks)}",
-        "task.training.lr=1e-4",  # the stage-1 lr: training starts from scratch
-    ])
+    return load_config(
+        config_dir,
+        config_name,
+        [
+            *overrides,
+            last_task,
+            f"training.output_directory={out / 'joint'}",
+            f"sequential.stage{last.stage}_replay={mix}",
+            "sequential.use_replay_buffer=true",
+            f"training.steps_per_epoch={steps * len(last.tasks)}",
+            "task.training.lr=1e-4",  # the stage-1 lr: training starts from scratch
+        ],
+    )
 
 
 def optimizer_steps(run_dir: Path) -> int:
     """Optimizer steps a strategy really ran, summed over its stages' training_results.json."""
-    return sum(json.loads(p.read_text())["optimizer_steps"] for p in run_dir.glob("*/training_results.json"))
+    return sum(json.loads(p.read_text())["optimizer_steps"] for p in run_dir.glob(f"*/{STAGE_RESULTS_FILE}"))
 
 
 def final_losses(loss_matrix: dict[str, dict[str, float]]) -> tuple[dict[str, float], float]:

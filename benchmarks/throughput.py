@@ -4,9 +4,12 @@ Both sides train the SAME SmolVLA config (same batch size, precision, freezing, 
 learning rate and schedule) on the SAME frames (the stage's training episodes of the converted
 v3.0 cache) in one process, one after the other, with the warm-up steps excluded:
 
-  ours     StageRunner's pieces: ``load_policy`` (+ freezing), ``make_processors`` (merged stats),
-           ``build_training_stream`` (TaskDataset(s) + ReplayMixSampler), ``make_loader``,
-           ``make_optimizer``/``make_scheduler`` and ``kuavo_train.training.loop.train_step``.
+  ours     the trainer itself: ``kuavo_train.curriculum.build.build_stage_training``, the function
+           StageRunner builds a stage with (``load_policy`` + freezing, ``make_processors`` with the
+           merged stats, ``build_training_stream``, ``make_loader``, AdamW + schedule, the
+           ``StepContext``), seeded by ``stage_seed``; then StageRunner's epochs (``set_epoch``,
+           ``train_epoch``'s step groups) and ``kuavo_train.training.loop.train_step``. Nothing of
+           our side is re-implemented here, so the benchmark cannot drift from the trainer.
   lerobot  written the way ``lerobot-train`` (lerobot 0.6.1) does it: ``LeRobotDataset`` of the
            v3.0 cache with ``delta_timestamps`` from the policy config (``return_uint8=True``),
            ``EpisodeAwareSampler``, lerobot's DataLoader settings (prefetch_factor 4, persistent
@@ -17,11 +20,13 @@ v3.0 cache) in one process, one after the other, with the warm-up steps excluded
            ``AdamWConfig``/``CosineDecayWithWarmupSchedulerConfig``; accelerate's single-process
            autocast is ``torch.autocast`` here).
 
-Per configuration it reports samples/s, mean step time (loader ``next()`` + the whole step),
-data-wait share (time blocked in ``next()`` / step time), peak memory (CPU: the process's RSS
-high-water mark, reset per run through /proc/self/clear_refs, read with getrusage; CUDA:
-``torch.cuda.max_memory_allocated``) and ours/lerobot ratios. It also prints what a GPU memory
-estimate needs: parameter counts and the bytes of activations saved for backward per sample.
+Per configuration it reports the samples each side trained in its measured steps (the same on both
+sides unless a side's epoch ends in a short batch within them), samples/s, mean step time (loader
+``next()`` + the whole step), data-wait share (time blocked in ``next()`` / step time), peak
+memory (CPU: the process's RSS high-water mark, reset per run through /proc/self/clear_refs, read
+with getrusage; CUDA: ``torch.cuda.max_memory_allocated``) and ours/lerobot ratios. It also prints
+what a GPU memory estimate needs: parameter counts and the bytes of activations saved for backward
+per sample.
 
 Default: CPU, the demo config's tiny backbone, the synthetic demo data (``demo_data/``, built if
 absent), stage 1, batch 8, 5 warm-up + 30 measured steps, with 0 and 2 loader workers (about 35 s
@@ -42,7 +47,9 @@ fight over the cores and every figure is meaningless.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
+import itertools
 import json
 import math
 import os
@@ -74,8 +81,12 @@ DEFAULT_IMAGE_HW = (48, 64)  # the demo data (kuavo_train.demo.assets.DemoDataSi
 DEFAULT_EPISODES = 12
 # The base config's architecture (configs/policy/smolvla_sequential_base.yaml), random weights.
 FULL_POLICY = [
-    "policy.load_vlm_weights=false", "policy.num_vlm_layers=16", "policy.freeze_vlm_layers=8",
-    "policy.chunk_size=50", "policy.n_action_steps=50", "policy.resize_imgs_with_padding=[512,512]",
+    "policy.load_vlm_weights=false",
+    "policy.num_vlm_layers=16",
+    "policy.freeze_vlm_layers=8",
+    "policy.chunk_size=50",
+    "policy.n_action_steps=50",
+    "policy.resize_imgs_with_padding=[512,512]",
 ]
 
 
@@ -161,7 +172,9 @@ class Setup:
     seed: int
 
 
-def demo_overrides(data_dir: Path, out_dir: Path, stage: int, batch_size: int, device: str, video_backend: str) -> list[str]:
+def demo_overrides(
+    data_dir: Path, out_dir: Path, stage: int, batch_size: int, device: str, video_backend: str
+) -> list[str]:
     overrides = [f"data.roots.{name}={data_dir / f'task{i}_{name}'}" for i, name in enumerate(TASK_NAMES, start=1)]
     overrides += [
         f"policy.vlm_model_name={data_dir / 'tiny_smolvlm'}",
@@ -203,15 +216,30 @@ def ensure_assets(cfg, args, data_dir: Path) -> None:
     if not args.video:
         ensure_demo_assets(cfg, size=size)
         return
-    from kuavo_train.demo.synthetic_data import SyntheticTaskSpec, write_synthetic_task
+    from kuavo_train.demo.synthetic import SyntheticTaskSpec, write_synthetic_task
     from kuavo_train.demo.tiny_backbone import build_tiny_backbone
 
-    build_tiny_backbone(Path(cfg.policy.vlm_model_name), seed=0, instructions=[t.language_instruction for t in cfg.tasks],
-                        image_size=cfg.policy.resize_imgs_with_padding[0], num_text_layers=cfg.policy.num_vlm_layers)
+    build_tiny_backbone(
+        Path(cfg.policy.vlm_model_name),
+        seed=0,
+        instructions=[t.language_instruction for t in cfg.tasks],
+        image_size=cfg.policy.resize_imgs_with_padding[0],
+        num_text_layers=cfg.policy.num_vlm_layers,
+    )
     for task in cfg.tasks:
-        spec = SyntheticTaskSpec(task_id=task.id, instruction=task.language_instruction, action_dim=task.data.action_dim or 16)
-        write_synthetic_task(Path(task.data.root), spec, num_episodes=size.num_episodes, min_len=size.min_len,
-                             max_len=size.max_len, image_hw=size.image_hw, video=True, seed=task.id)
+        spec = SyntheticTaskSpec(
+            task_id=task.id, instruction=task.language_instruction, action_dim=task.data.action_dim or 16
+        )
+        write_synthetic_task(
+            Path(task.data.root),
+            spec,
+            num_episodes=size.num_episodes,
+            min_len=size.min_len,
+            max_len=size.max_len,
+            image_hw=size.image_hw,
+            video=True,
+            seed=task.id,
+        )
 
 
 def is_default_data(args) -> bool:
@@ -234,27 +262,53 @@ def make_setup(args, tmp: Path) -> Setup:
     ensure_assets(demo_cfg, args, data_dir)  # no-op when the assets are already there
     data = prepare_curriculum_data(demo_cfg, out_dir)
     storage = "mp4 video" if args.video else "PNG in parquet"
-    print(f"data ready in {time.perf_counter() - started:.1f}s ({data_dir}: {args.episodes} episodes/task, "
-          f"{args.image_hw[0]}x{args.image_hw[1]} {storage})")
+    print(
+        f"data ready in {time.perf_counter() - started:.1f}s ({data_dir}: {args.episodes} episodes/task, "
+        f"{args.image_hw[0]}x{args.image_hw[1]} {storage})"
+    )
     cfg = demo_cfg
     if args.full:
         precision = "bf16" if args.device.startswith("cuda") else "no"
-        cfg = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, [
-            *base, f"policy.vlm_model_name={args.vlm_model_name}", *FULL_POLICY,
-            f"training.mixed_precision={precision}",
-        ])
+        cfg = load_config(
+            DEFAULT_CONFIG_DIR,
+            DEMO_CONFIG,
+            [
+                *base,
+                f"policy.vlm_model_name={args.vlm_model_name}",
+                *FULL_POLICY,
+                f"training.mixed_precision={precision}",
+            ],
+        )
     from kuavo_train.device import resolve_device
 
-    return Setup(cfg=cfg, data=data, device=resolve_device(args.device), stage=args.stage,
-                 batch_size=args.batch_size, seed=cfg.training.seed)
+    return Setup(
+        cfg=cfg,
+        data=data,
+        device=resolve_device(args.device),
+        stage=args.stage,
+        batch_size=args.batch_size,
+        seed=cfg.training.seed,
+    )
+
+
+def with_workers(cfg, num_workers: int):
+    """``cfg`` with ``training.num_workers`` set (the loader setting a run measures)."""
+    return dataclasses.replace(cfg, training=dataclasses.replace(cfg.training, num_workers=num_workers))
 
 
 def build_policy(setup: Setup):
-    """Identical initial weights on both sides: the same seed before the same constructor."""
+    """The lerobot side's policy: the trainer's ``load_policy`` (model, fp32 weights, freezing) after the
+    trainer's stage seed, so its initial weights are those ``build_stage_training`` gives ours."""
+    from kuavo_train.curriculum.build import seed_everything, stage_seed
     from kuavo_train.policy.factory import load_policy
 
-    torch.manual_seed(setup.seed)
+    seed_everything(stage_seed(setup.cfg))
     return load_policy(setup.cfg.policy, setup.data.schema, None, setup.device)
+
+
+def batch_samples(batch: dict) -> int:
+    """Samples in one loader batch (both sides' batches carry one ``task`` string per sample)."""
+    return len(batch["task"])
 
 
 def total_steps_of(setup: Setup, loader_len: int) -> int:
@@ -263,59 +317,52 @@ def total_steps_of(setup: Setup, loader_len: int) -> int:
 
 # ---- the two trainers ------------------------------------------------------------------------
 class OursRun:
-    """StageRunner._build + train_step, minus logging/checkpointing."""
+    """What StageRunner trains with (``build_stage_training``) and how it steps, minus logging/checkpointing."""
 
     name = "ours"
 
     def __init__(self, setup: Setup, num_workers: int):
-        from kuavo_train.data.prepare import build_training_stream
-        from kuavo_train.evaluation.validate import make_loader
-        from kuavo_train.policy.factory import make_processors
-        from kuavo_train.training.loop import LoopState, StepContext, make_autocast
-        from kuavo_train.training.optim import make_optimizer, make_scheduler
+        from kuavo_train.curriculum.build import build_stage_training, seed_everything, stage_seed
+        from kuavo_train.training.loop import LoopState
 
-        cfg = setup.cfg
+        cfg = with_workers(setup.cfg, num_workers)
         self.setup = setup
-        self.policy = build_policy(setup)
-        self.preprocessor, _ = make_processors(self.policy, setup.data.stats)
-        self.dataset, self.sampler = build_training_stream(cfg, setup.data, setup.stage, cfg.training.seed)
-        self.loader = make_loader(self.dataset, setup.batch_size, num_workers, self.sampler)
-        lr = cfg.task.training.lr
-        self.optimizer = make_optimizer(self.policy, lr, cfg.policy.optimizer, setup.device)
-        self.scheduler = make_scheduler(self.optimizer, lr, total_steps_of(setup, len(self.loader)), cfg.policy.scheduler)
-        self.ctx = StepContext(
-            policy=self.policy, preprocessor=self.preprocessor, optimizer=self.optimizer, scheduler=self.scheduler,
-            device=setup.device, grad_clip_norm=cfg.policy.optimizer.grad_clip_norm,
-            autocast=make_autocast(setup.device, cfg.training.mixed_precision),
-            max_consecutive_nonfinite=cfg.training.max_consecutive_nonfinite,
-            trainable=[p for p in self.policy.parameters() if p.requires_grad], seed=cfg.training.seed,
-        )
+        seed_everything(stage_seed(cfg))  # as StageRunner._build does
+        self.training = build_stage_training(cfg, setup.data, None, setup.device)
+        self.policy, self.loader, self.ctx = self.training.policy, self.training.train_loader, self.training.ctx
         self.state = LoopState()
-        self.epoch = 0
         self.policy.train()
 
+    @property
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.ctx.trainable)
+
     def batches(self):
-        """Endless, like StageRunner's epochs: set_epoch, then one pass over the loader."""
+        """Endless, as StageRunner's epochs: ``set_epoch``, then the epoch's optimizer steps, each a group of
+        ``gradient_accumulation_steps`` loader batches (``train_epoch``'s grouping and per-epoch length)."""
+        from kuavo_train.training.loop import epoch_batches
+
         while True:
-            self.epoch += 1
-            self.sampler.set_epoch(self.epoch)
-            yield from self._epoch()
+            self.training.sampler.set_epoch(self.state.epoch + 1)
+            total = epoch_batches(self.training.steps_per_epoch, len(self.loader), self.ctx.accumulation_steps)
+            epoch = itertools.islice(iter(self.loader), total)
+            while group := list(itertools.islice(epoch, self.ctx.accumulation_steps)):
+                yield group
+            self.state.epoch += 1
 
-    def _epoch(self):
-        yield from self.loader
+    @staticmethod
+    def samples(group: list[dict]) -> int:
+        return sum(batch_samples(raw) for raw in group)
 
-    def step(self, raw: dict) -> float | None:
+    def step(self, group: list[dict]) -> float | None:
         from kuavo_train.training.loop import train_step
 
-        return train_step(self.ctx, raw, self.state)
+        return train_step(self.ctx, group, self.state)
 
-    def forward_only(self, raw: dict):
-        from kuavo_train.data.constants import ACTION_DIM_MASK
-        from kuavo_train.policy.loss import per_sample_loss, prepare_batch
+    def forward_only(self, group: list[dict]):
+        from kuavo_train.training.loop import batch_loss
 
-        batch, side = prepare_batch(raw, self.preprocessor, self.setup.device)
-        with self.ctx.autocast():
-            return per_sample_loss(self.policy, batch, side[ACTION_DIM_MASK].to(self.setup.device)).mean()
+        return batch_loss(self.ctx, group[0], self.state.epoch + 1)
 
 
 class LerobotRun:
@@ -340,43 +387,68 @@ class LerobotRun:
         self.policy = build_policy(setup)
         meta = LeRobotDatasetMetadata(f"kuavo/{task.name}", root=root)
         self.dataset = LeRobotDataset(
-            f"kuavo/{task.name}", root=root, episodes=episodes,
-            delta_timestamps=resolve_delta_timestamps(self.policy.config, meta), return_uint8=True,
+            f"kuavo/{task.name}",
+            root=root,
+            episodes=episodes,
+            delta_timestamps=resolve_delta_timestamps(self.policy.config, meta),
+            return_uint8=True,
             video_backend=setup.data.video_backend,  # the decoder ours resolved, so only the pipelines differ
         )
         self.camera_keys = self.dataset.meta.camera_keys
-        self.preprocessor, _ = make_smolvla_pre_post_processors(self.policy.config, dataset_stats=self.dataset.meta.stats)
+        self.preprocessor, _ = make_smolvla_pre_post_processors(
+            self.policy.config, dataset_stats=self.dataset.meta.stats
+        )
         sampler = EpisodeAwareSampler(
-            self.dataset.meta.episodes["dataset_from_index"], self.dataset.meta.episodes["dataset_to_index"],
+            self.dataset.meta.episodes["dataset_from_index"],
+            self.dataset.meta.episodes["dataset_to_index"],
             episode_indices_to_use=self.dataset.episodes,
             drop_n_last_frames=getattr(self.policy.config, "drop_n_last_frames", 0),
-            shuffle=True, seed=setup.seed, absolute_to_relative_idx=self.dataset.absolute_to_relative_idx,
+            shuffle=True,
+            seed=setup.seed,
+            absolute_to_relative_idx=self.dataset.absolute_to_relative_idx,
         )
         workers = num_workers > 0
         self.loader = torch.utils.data.DataLoader(  # lerobot's TrainPipelineConfig defaults
-            self.dataset, num_workers=num_workers, batch_size=setup.batch_size, shuffle=False, sampler=sampler,
-            pin_memory=setup.device.type == "cuda", drop_last=False,
+            self.dataset,
+            num_workers=num_workers,
+            batch_size=setup.batch_size,
+            shuffle=False,
+            sampler=sampler,
+            pin_memory=setup.device.type == "cuda",
+            drop_last=False,
             collate_fn=lerobot_collate_fn if self.dataset.meta.has_language_columns else None,
-            prefetch_factor=4 if workers else None, persistent_workers=workers,
+            prefetch_factor=4 if workers else None,
+            persistent_workers=workers,
             multiprocessing_context="spawn" if workers else None,
         )
         lr, opt = cfg.task.training.lr, cfg.policy.optimizer
         self.grad_clip_norm = opt.grad_clip_norm
-        self.optimizer = AdamWConfig(lr=lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay,
-                                     grad_clip_norm=opt.grad_clip_norm).build(self.policy.get_optim_params())
+        self.optimizer = AdamWConfig(
+            lr=lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay, grad_clip_norm=opt.grad_clip_norm
+        ).build(self.policy.get_optim_params())
         total = max(total_steps_of(setup, len(self.loader)), 1)
         self.scheduler = CosineDecayWithWarmupSchedulerConfig(
-            num_warmup_steps=int(cfg.policy.scheduler.warmup_ratio * total), num_decay_steps=total,
-            peak_lr=lr, decay_lr=lr * cfg.policy.scheduler.decay_lr_ratio,
+            num_warmup_steps=int(cfg.policy.scheduler.warmup_ratio * total),
+            num_decay_steps=total,
+            peak_lr=lr,
+            decay_lr=lr * cfg.policy.scheduler.decay_lr_ratio,
         ).build(self.optimizer, total)
         bf16 = setup.device.type == "cuda" and cfg.training.mixed_precision == "bf16"
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if bf16 else nullcontext
         self.policy.train()
 
+    @property
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.policy.parameters() if p.requires_grad)
+
     def batches(self):
         """lerobot.utils.utils.cycle over the loader (the sampler advances its epoch itself)."""
         while True:
             yield from self.loader
+
+    @staticmethod
+    def samples(batch: dict) -> int:
+        return batch_samples(batch)
 
     def _prepare(self, batch: dict) -> dict:
         for key in self.camera_keys:  # lerobot-train's main loop
@@ -411,6 +483,8 @@ class Result:
     num_workers: int
     steps: int
     batch_size: int
+    samples: int  # trained in the measured steps (warm-up excluded)
+    trainable_parameters: int
     samples_per_s: float
     step_ms_mean: float
     step_ms_median: float
@@ -443,7 +517,7 @@ def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int) -> Re
         run.step(next(batches))
     sync(device)
     warmup_s = time.perf_counter() - started
-    waits, totals, loss = [], [], None
+    waits, totals, loss, samples = [], [], None, 0
     for _ in range(steps):
         t0 = time.perf_counter()
         raw = next(batches)
@@ -453,6 +527,7 @@ def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int) -> Re
         t2 = time.perf_counter()
         waits.append(t1 - t0)
         totals.append(t2 - t0)
+        samples += run.samples(raw)
     workers_pss = None
     pids = loader_worker_pids(run.loader)
     if pids:
@@ -462,15 +537,25 @@ def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int) -> Re
     cuda_peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     total = sum(totals)
     result = Result(
-        trainer=run.name, num_workers=num_workers, steps=steps, batch_size=setup.batch_size,
-        samples_per_s=steps * setup.batch_size / total if total else math.nan,
+        trainer=run.name,
+        num_workers=num_workers,
+        steps=steps,
+        batch_size=setup.batch_size,
+        samples=samples,
+        trainable_parameters=run.trainable_parameters,
+        samples_per_s=samples / total if total else math.nan,
         step_ms_mean=1000 * total / max(steps, 1),
         step_ms_median=1000 * sorted(totals)[len(totals) // 2] if totals else math.nan,
         data_wait_ms_mean=1000 * sum(waits) / max(steps, 1),
         data_wait_share=sum(waits) / total if total else math.nan,
-        peak_rss_mib=peak, rss_added_mib=None if peak is None else peak - rss_start,
-        workers_pss_mib=workers_pss, cuda_peak_mib=cuda_peak, setup_s=setup_s, warmup_s=warmup_s,
-        final_loss=None if loss is None else float(loss), step_ms=[round(1000 * t, 2) for t in totals],
+        peak_rss_mib=peak,
+        rss_added_mib=None if peak is None else peak - rss_start,
+        workers_pss_mib=workers_pss,
+        cuda_peak_mib=cuda_peak,
+        setup_s=setup_s,
+        warmup_s=warmup_s,
+        final_loss=None if loss is None else float(loss),
+        step_ms=[round(1000 * t, 2) for t in totals],
     )
     _shutdown(run, batches)
     return result
@@ -506,12 +591,16 @@ def memory_model(setup: Setup, batch_size: int) -> dict:
     out["parameters_total"], out["parameters_trainable"] = counts.total, counts.trainable
     batches = run.batches()
     raw = next(batches)
-    out["activation_bytes_per_sample_ours"] = saved_activation_bytes(lambda: run.forward_only(raw), run.policy) / batch_size
+    out["activation_bytes_per_sample_ours"] = (
+        saved_activation_bytes(lambda: run.forward_only(raw), run.policy) / batch_size
+    )
     _shutdown(run, batches)
     run = LerobotRun(setup, 0)
     batches = run.batches()
     raw = next(batches)
-    out["activation_bytes_per_sample_lerobot"] = saved_activation_bytes(lambda: run.forward_only(raw), run.policy) / batch_size
+    out["activation_bytes_per_sample_lerobot"] = (
+        saved_activation_bytes(lambda: run.forward_only(raw), run.policy) / batch_size
+    )
     _shutdown(run, batches)
     # Static training state of AdamW in fp32: weights (all) + grads + two moments (trainable).
     out["static_bytes_fp32_adamw"] = 4 * counts.total + (4 + 8) * counts.trainable
@@ -532,19 +621,29 @@ def gpu_memory_estimate(model: dict) -> dict:
     per_sample = max(model["activation_bytes_per_sample_ours"], model["activation_bytes_per_sample_lerobot"])
     mib = 2**20
     peak = {b: (static + per_sample * b) / mib + ESTIMATE_OVERHEAD_MIB for b in ESTIMATE_BATCHES}
-    largest = {card: int((free - ESTIMATE_OVERHEAD_MIB - static / mib) // (per_sample / mib)) for card, free in CARDS_MIB.items()}
-    return {"static_mib": static / mib, "activation_mib_per_sample": per_sample / mib, "overhead_mib": ESTIMATE_OVERHEAD_MIB,
-            "peak_mib_by_batch": peak, "largest_batch": largest}
+    largest = {
+        card: int((free - ESTIMATE_OVERHEAD_MIB - static / mib) // (per_sample / mib))
+        for card, free in CARDS_MIB.items()
+    }
+    return {
+        "static_mib": static / mib,
+        "activation_mib_per_sample": per_sample / mib,
+        "overhead_mib": ESTIMATE_OVERHEAD_MIB,
+        "peak_mib_by_batch": peak,
+        "largest_batch": largest,
+    }
 
 
 def format_estimate(estimate: dict) -> str:
-    lines = [f"GPU memory estimate (bf16 autocast; static {estimate['static_mib']:.0f} MiB + "
-             f"{estimate['activation_mib_per_sample']:.1f} MiB/sample + {estimate['overhead_mib']} MiB assumed overhead; "
-             "the activation bytes were counted in this run's precision, an upper bound for bf16):",
-             "| batch | " + " | ".join(str(b) for b in estimate["peak_mib_by_batch"]) + " |",
-             "|---|" + "---:|" * len(estimate["peak_mib_by_batch"]),
-             "| peak GiB | " + " | ".join(f"{v / 1024:.1f}" for v in estimate["peak_mib_by_batch"].values()) + " |",
-             "largest batch: " + ", ".join(f"{card} card {b}" for card, b in estimate["largest_batch"].items())]
+    lines = [
+        f"GPU memory estimate (bf16 autocast; static {estimate['static_mib']:.0f} MiB + "
+        f"{estimate['activation_mib_per_sample']:.1f} MiB/sample + {estimate['overhead_mib']} MiB assumed overhead; "
+        "the activation bytes were counted in this run's precision, an upper bound for bf16):",
+        "| batch | " + " | ".join(str(b) for b in estimate["peak_mib_by_batch"]) + " |",
+        "|---|" + "---:|" * len(estimate["peak_mib_by_batch"]),
+        "| peak GiB | " + " | ".join(f"{v / 1024:.1f}" for v in estimate["peak_mib_by_batch"].values()) + " |",
+        "largest batch: " + ", ".join(f"{card} card {b}" for card, b in estimate["largest_batch"].items()),
+    ]
     return "\n".join(lines)
 
 
@@ -556,19 +655,28 @@ def _fmt(value, spec: str) -> str:
 def format_table(results: list[Result], device: torch.device) -> str:
     mem = "CUDA peak MiB" if device.type == "cuda" else "peak RSS MiB (+added)"
     lines = [
-        f"| workers | trainer | samples/s | step ms (mean / median) | data wait ms | data-wait share | {mem} | worker PSS MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        f"| workers | trainer | samples | samples/s | step ms (mean / median) | data wait ms | data-wait share | {mem} "
+        "| worker PSS MiB |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
-        memory = (_fmt(r.cuda_peak_mib, ".0f") if device.type == "cuda"
-                  else f"{_fmt(r.peak_rss_mib, '.0f')} (+{_fmt(r.rss_added_mib, '.0f')})")
-        lines.append(f"| {r.num_workers} | {r.trainer} | {r.samples_per_s:.2f} | {r.step_ms_mean:.1f} / {r.step_ms_median:.1f} | "
-                     f"{r.data_wait_ms_mean:.1f} | {100 * r.data_wait_share:.1f}% | {memory} | {_fmt(r.workers_pss_mib, '.0f')} |")
+        memory = (
+            _fmt(r.cuda_peak_mib, ".0f")
+            if device.type == "cuda"
+            else f"{_fmt(r.peak_rss_mib, '.0f')} (+{_fmt(r.rss_added_mib, '.0f')})"
+        )
+        lines.append(
+            f"| {r.num_workers} | {r.trainer} | {r.samples} | {r.samples_per_s:.2f} | "
+            f"{r.step_ms_mean:.1f} / {r.step_ms_median:.1f} | "
+            f"{r.data_wait_ms_mean:.1f} | {100 * r.data_wait_share:.1f}% | {memory} | "
+            f"{_fmt(r.workers_pss_mib, '.0f')} |"
+        )
     return "\n".join(lines)
 
 
-def format_ratios(results: list[Result]) -> str:
-    lines = ["| workers | samples/s ours/lerobot | step time ours/lerobot | peak memory ours/lerobot |", "|---:|---:|---:|---:|"]
+def ratios(results: list[Result]) -> list[dict]:
+    """Per worker count run by both sides: ours/lerobot samples/s, step time and peak memory (None: not measured)."""
+    rows = []
     for workers in sorted({r.num_workers for r in results}):
         pair = {r.trainer: r for r in results if r.num_workers == workers}
         if set(pair) != {"ours", "lerobot"}:
@@ -576,9 +684,28 @@ def format_ratios(results: list[Result]) -> str:
         ours, ler = pair["ours"], pair["lerobot"]
         mem_o = ours.cuda_peak_mib if ours.cuda_peak_mib is not None else ours.peak_rss_mib
         mem_l = ler.cuda_peak_mib if ler.cuda_peak_mib is not None else ler.peak_rss_mib
-        mem = f"{mem_o / mem_l:.3f}" if mem_o and mem_l else "-"
-        lines.append(f"| {workers} | {ours.samples_per_s / ler.samples_per_s:.3f} | "
-                     f"{ours.step_ms_mean / ler.step_ms_mean:.3f} | {mem} |")
+        rows.append(
+            {
+                "num_workers": workers,
+                "samples": {"ours": ours.samples, "lerobot": ler.samples},
+                "samples_per_s": ours.samples_per_s / ler.samples_per_s,
+                "step_time": ours.step_ms_mean / ler.step_ms_mean,
+                "peak_memory": mem_o / mem_l if mem_o and mem_l else None,
+            }
+        )
+    return rows
+
+
+def format_ratios(rows: list[dict]) -> str:
+    lines = [
+        "| workers | samples/s ours/lerobot | step time ours/lerobot | peak memory ours/lerobot |",
+        "|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['num_workers']} | {row['samples_per_s']:.3f} | {row['step_time']:.3f} | "
+            f"{_fmt(row['peak_memory'], '.3f')} |"
+        )
     return "\n".join(lines)
 
 
@@ -596,8 +723,14 @@ def machine() -> dict:
         mem_kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
     except (OSError, IndexError, ValueError):
         pass
-    info = {"nproc": os.cpu_count(), "cpu": cpu, "ram_gib": None if mem_kb is None else round(mem_kb / 2**20, 1),
-            "torch": torch.__version__, "torch_threads": torch.get_num_threads(), "python": platform.python_version()}
+    info = {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gib": None if mem_kb is None else round(mem_kb / 2**20, 1),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     try:
@@ -610,28 +743,56 @@ def machine() -> dict:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=30, help="measured steps per run (default 30)")
     p.add_argument("--warmup", type=int, default=5, help="warm-up steps per run, not measured (default 5)")
     p.add_argument("--batch-size", type=int, default=8, help="samples per step on both sides (default 8)")
-    p.add_argument("--num-workers", type=int, nargs="+", default=[0, 2], help="loader worker counts to run (default 0 2)")
+    p.add_argument(
+        "--num-workers", type=int, nargs="+", default=[0, 2], help="loader worker counts to run (default 0 2)"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
-    p.add_argument("--stage", type=int, default=1, choices=[1, 2, 3, 4],
-                   help="curriculum stage (1: task 1 only; 2-4 add replay of earlier tasks on our side)")
-    p.add_argument("--full", action="store_true",
-                   help="the full-size SmolVLA architecture (base config) with random weights; needs the SmolVLM2 config")
+    p.add_argument(
+        "--stage",
+        type=int,
+        default=1,
+        choices=[1, 2, 3, 4],
+        help="curriculum stage (1: task 1 only; 2-4 add replay of earlier tasks on our side)",
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the full-size SmolVLA architecture (base config) with random weights; needs the SmolVLM2 config",
+    )
     p.add_argument("--vlm-model-name", default=FULL_VLM, help="VLM backbone for --full (hub id or local dir)")
-    p.add_argument("--data-dir", default=None,
-                   help="assets dir (built if absent); default demo_data/ for the default data, else a temp dir")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="assets dir (built if absent); default demo_data/ for the default data, else a temp dir",
+    )
     p.add_argument("--video", action="store_true", help="synthetic cameras as mp4 video instead of PNG in parquet")
-    p.add_argument("--image-hw", type=int, nargs=2, default=list(DEFAULT_IMAGE_HW), metavar=("H", "W"),
-                   help="synthetic camera size (default 48 64; the real Kuavo cameras are 480 640)")
-    p.add_argument("--video-backend", default="auto", choices=VIDEO_BACKENDS,
-                   help="mp4 decoder of both sides (data.video_backend; default auto: torchcodec when FFmpeg loads)")
+    p.add_argument(
+        "--image-hw",
+        type=int,
+        nargs=2,
+        default=list(DEFAULT_IMAGE_HW),
+        metavar=("H", "W"),
+        help="synthetic camera size (default 48 64; the real Kuavo cameras are 480 640)",
+    )
+    p.add_argument(
+        "--video-backend",
+        default="auto",
+        choices=VIDEO_BACKENDS,
+        help="mp4 decoder of both sides (data.video_backend; default auto: torchcodec when FFmpeg loads)",
+    )
     p.add_argument("--episodes", type=int, default=DEFAULT_EPISODES, help="synthetic episodes per task (default 12)")
     p.add_argument("--no-memory-model", action="store_true", help="skip the activation-bytes measurement")
-    p.add_argument("--memory-only", action="store_true",
-                   help="only parameter counts and activation bytes (no timed runs; works on CPU, e.g. with --full)")
+    p.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="only parameter counts and activation bytes (no timed runs; works on CPU, e.g. with --full)",
+    )
     p.add_argument("--json", help="also write the results as JSON here")
     return p.parse_args(argv)
 
@@ -659,32 +820,61 @@ def main(argv=None) -> int:
             # ABBA order over the worker settings, so drift (thermal, leftovers) does not favour one side.
             kinds = (OursRun, LerobotRun) if index % 2 == 0 else (LerobotRun, OursRun)
             for kind in kinds:
-                print(f"-- {kind.name}, {workers} workers: {args.warmup} warm-up + {args.steps} measured steps ...", flush=True)
+                print(
+                    f"-- {kind.name}, {workers} workers: {args.warmup} warm-up + {args.steps} measured steps ...",
+                    flush=True,
+                )
                 result = measure(kind, setup, workers, args.steps, args.warmup)
-                print(f"   {result.samples_per_s:.2f} samples/s, {result.step_ms_mean:.1f} ms/step, "
-                      f"data wait {100 * result.data_wait_share:.1f}%, loss {result.final_loss}", flush=True)
+                print(
+                    f"   {result.samples_per_s:.2f} samples/s, {result.step_ms_mean:.1f} ms/step, "
+                    f"data wait {100 * result.data_wait_share:.1f}%, loss {result.final_loss}",
+                    flush=True,
+                )
                 results.append(result)
         model = None if args.no_memory_model and not args.memory_only else memory_model(setup, args.batch_size)
     cfg = setup.cfg
-    title = (f"{'full-size' if args.full else 'demo (tiny backbone)'} SmolVLA, stage {args.stage}, batch {args.batch_size}, "
-             f"{cfg.policy.num_vlm_layers} VLM layers ({cfg.policy.freeze_vlm_layers} frozen), chunk {cfg.policy.chunk_size}, "
-             f"images {args.image_hw[0]}x{args.image_hw[1]} {f'mp4 ({setup.data.video_backend})' if args.video else 'PNG'} -> {cfg.policy.resize_imgs_with_padding[0]}px, "
-             f"precision {cfg.training.mixed_precision}, device {setup.device}")
+    title = (
+        f"{'full-size' if args.full else 'demo (tiny backbone)'} SmolVLA, stage {args.stage}, "
+        f"batch {args.batch_size}, "
+        f"{cfg.policy.num_vlm_layers} VLM layers ({cfg.policy.freeze_vlm_layers} frozen), "
+        f"chunk {cfg.policy.chunk_size}, "
+        f"images {args.image_hw[0]}x{args.image_hw[1]} "
+        f"{f'mp4 ({setup.data.video_backend})' if args.video else 'PNG'} "
+        f"-> {cfg.policy.resize_imgs_with_padding[0]}px, "
+        f"precision {cfg.training.mixed_precision}, device {setup.device}"
+    )
     print("\n" + title)
+    comparison = ratios(results)
     if results:
         print(format_table(results, setup.device))
         print()
-        print(format_ratios(results))
+        print(format_ratios(comparison))
+        unequal = [row for row in comparison if row["samples"]["ours"] != row["samples"]["lerobot"]]
+        for row in unequal:
+            print(
+                f"note: with {row['num_workers']} workers the sides trained {row['samples']['ours']} (ours) and "
+                f"{row['samples']['lerobot']} (lerobot) samples: an epoch ended in a short batch; "
+                "samples/s counts each side's own"
+            )
     if model:
-        print(f"\nparameters: {model['parameters_trainable']:,} trainable of {model['parameters_total']:,}; "
-              f"static fp32 AdamW state {model['static_bytes_fp32_adamw'] / 2**20:.1f} MiB; activations saved for backward "
-              f"{model['activation_bytes_per_sample_ours'] / 2**20:.2f} MiB/sample (ours), "
-              f"{model['activation_bytes_per_sample_lerobot'] / 2**20:.2f} MiB/sample (lerobot)")
+        print(
+            f"\nparameters: {model['parameters_trainable']:,} trainable of {model['parameters_total']:,}; "
+            f"static fp32 AdamW state {model['static_bytes_fp32_adamw'] / 2**20:.1f} MiB; "
+            "activations saved for backward "
+            f"{model['activation_bytes_per_sample_ours'] / 2**20:.2f} MiB/sample (ours), "
+            f"{model['activation_bytes_per_sample_lerobot'] / 2**20:.2f} MiB/sample (lerobot)"
+        )
         model["gpu_estimate"] = gpu_memory_estimate(model)
         print("\n" + format_estimate(model["gpu_estimate"]))
     if args.json:
-        payload = {"machine": info, "args": vars(args), "title": title, "results": [asdict(r) for r in results],
-                   "memory_model": model}
+        payload = {
+            "machine": info,
+            "args": vars(args),
+            "title": title,
+            "results": [asdict(r) for r in results],
+            "ratios": comparison,
+            "memory_model": model,
+        }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(payload, indent=2))
         print(f"\nJSON: {args.json}")

@@ -1,7 +1,9 @@
 """Command line: `kuavo-train <command>` (also `python -m kuavo_train <command>`).
 
-Every sub-command is a function from its arguments to an exit code; only `main`'s guard prints
-user errors (one line, exit 2) and Ctrl-C (exit 130).
+The sub-command contract: each command is a function from its arguments (argv after the command name)
+to an exit code (0 ok, 1 the command's own "found problems" result, 130 interrupted) that raises
+KuavoError for user errors; it never prints errors or chooses error codes itself. `kuavo_train.errors.guarded`
+(used here and by the modules' own `python -m` entries) prints the one line and exits 2.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kuavo_train.config.args import SCRIPT_DIR, parse_config_args, wants_help
-from kuavo_train.errors import KuavoError
+from kuavo_train.errors import KuavoError, guarded
 
 CONFIG_OPTIONS = """\
 options:
@@ -84,7 +86,9 @@ def _keys(argv: list[str]) -> int:
     for prefix in prefixes or [None]:
         text = format_keys(docs, prefix)
         if not text:
-            raise KuavoError(f"no config key starts with '{prefix}'; try one of: task policy training sequential criteria data")
+            raise KuavoError(
+                f"no config key starts with '{prefix}'; try one of: task policy training sequential criteria data"
+            )
         print(text)
     return 0
 
@@ -183,7 +187,9 @@ options:
 """
 
 COMMANDS: dict[str, Command] = {
-    "train": Command("train one stage (same as python kuavo_train/train_smolvla_sequential.py ...)", _train, TRAIN_HELP),
+    "train": Command(
+        "train one stage (same as python kuavo_train/train_smolvla_sequential.py ...)", _train, TRAIN_HELP
+    ),
     "run-all": Command("train every stage in order, skipping complete ones", _run_all, RUN_ALL_HELP),
     "plan": Command("print every stage's plan (mix, steps, time, disk) and exit", _plan, PLAN_HELP),
     "check-data": Command("inspect dataset dirs and report problems (never modifies them)", _check_data),
@@ -197,8 +203,13 @@ COMMANDS: dict[str, Command] = {
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
-    lines = ["usage: kuavo-train <command> [arguments]   (kuavo-train <command> --help for its options)", "",
-             "Sequential multi-task fine-tuning of one SmolVLA policy on the Kuavo tasks.", "", "commands:"]
+    lines = [
+        "usage: kuavo-train <command> [arguments]   (kuavo-train <command> --help for its options)",
+        "",
+        "Sequential multi-task fine-tuning of one SmolVLA policy on the Kuavo tasks.",
+        "",
+        "commands:",
+    ]
     lines += [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -233,15 +244,3 @@ def run_train_command(argv: list[str], relative_to: Path) -> int:
         print(TRAIN_HELP)
         return 0
     return guarded(lambda: _train(argv, relative_to))
-
-
-def guarded(action: Callable[[], int]) -> int:
-    """User errors print one line and exit 2; Ctrl-C exits 130."""
-    try:
-        return action()
-    except KuavoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130

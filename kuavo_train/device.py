@@ -47,12 +47,15 @@ def choose_device(requested: str | torch.device, key: str = "training.device") -
         return DeviceChoice(device, f"{name}: as configured")
     problem = cuda_problem()
     if problem is not None:
-        raise KuavoError(f"{key}={name} but CUDA is unavailable: {problem}; fix the driver or torch build "
-                         f"(check `nvidia-smi` and torch.version.cuda={torch.version.cuda}) or use {key}=cpu")
+        raise KuavoError(
+            f"{key}={name} but CUDA is unavailable: {problem}; fix the driver or torch build "
+            f"(check `nvidia-smi` and torch.version.cuda={torch.version.cuda}) or use {key}=cpu"
+        )
     index = device.index or 0
     if index >= torch.cuda.device_count():
-        raise KuavoError(f"{key}={name} but this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 .. "
-                         "cuda:N-1 or auto")
+        raise KuavoError(
+            f"{key}={name} but this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 .. cuda:N-1 or auto"
+        )
     return DeviceChoice(device, f"{name}: {torch.cuda.get_device_name(index)}")
 
 

@@ -7,8 +7,10 @@ import subprocess
 import sys
 import textwrap
 from dataclasses import fields, is_dataclass
+from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from kuavo_train.cli import COMMANDS, main
@@ -34,10 +36,15 @@ def test_every_command_has_help(command, flag, capsys):
 
 
 def test_seed_script_and_top_level_help():
-    seed = subprocess.run([sys.executable, str(SCRIPT), "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert seed.returncode == 0 and "usage:" in seed.stdout and "data.roots.<task name>=PATH" in seed.stdout, seed.stderr
-    top = subprocess.run([sys.executable, "-m", "kuavo_train", "--help"], cwd=REPO_ROOT, capture_output=True, text=True,
-                         timeout=120)
+    seed = subprocess.run(
+        [sys.executable, str(SCRIPT), "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert seed.returncode == 0 and "usage:" in seed.stdout and "data.roots.<task name>=PATH" in seed.stdout, (
+        seed.stderr
+    )
+    top = subprocess.run(
+        [sys.executable, "-m", "kuavo_train", "--help"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert top.returncode == 0 and "commands:" in top.stdout and all(name in top.stdout for name in COMMANDS)
 
 
@@ -83,7 +90,9 @@ def test_data_roots_override_on_the_base_config_plans(demo_env, tmp_path, capsys
     roots = [o for o in demo_env.overrides if o.startswith("data.roots.")]
     assert yaml.safe_load((DEFAULT_CONFIG_DIR / f"{BASE}.yaml").read_text())["data"]["roots"] == {}
     cache = next(o for o in demo_env.overrides if o.startswith("data.cache_dir="))
-    code = main(["plan", *roots, cache, f"training.output_directory={tmp_path / 'run'}", "training.validation_episodes=2"])
+    code = main(
+        ["plan", *roots, cache, f"training.output_directory={tmp_path / 'run'}", "training.validation_episodes=2"]
+    )
     out = capsys.readouterr().out
     assert code == 0
     for stage, name in enumerate(["task1_moving_grasp", "task2_weighing", "task3_placement", "task4_sorting"], start=1):
@@ -107,10 +116,12 @@ def test_run_all_refuses_task_data_root_before_training(tmp_path, capsys):
 
 
 def test_cuda_device_fails_fast_with_the_reason(monkeypatch):
-    from kuavo_train.errors import KuavoError
     from kuavo_train import device
+    from kuavo_train.errors import KuavoError
 
-    monkeypatch.setattr(device, "cuda_problem", lambda: "The NVIDIA driver on your system is too old (found version 11040)")
+    monkeypatch.setattr(
+        device, "cuda_problem", lambda: "The NVIDIA driver on your system is too old (found version 11040)"
+    )
     with pytest.raises(KuavoError, match="too old.*training.device=cpu"):
         device.choose_device("cuda")
     choice = device.choose_device("auto")
@@ -118,14 +129,48 @@ def test_cuda_device_fails_fast_with_the_reason(monkeypatch):
 
 
 def test_evaluate_a_checkpoint_with_no_overrides(seed_stage1, tmp_path, capsys, monkeypatch):
-    """The run dir records its config, overrides and data roots: a path is enough, from any directory."""
+    """The run dir records its config, overrides and data roots: a path is enough, from any directory.
+
+    Each form loads the checkpoint and rebuilds the held-out frames from the recorded config; the matrix
+    (seconds of inference, the same for the same inputs) is computed once, and the other forms must
+    hand it the same checkpoint, seed and frames, which then get the same result."""
+    from kuavo_train.evaluation import instruction_following
+
     output, _ = seed_stage1
+    best = output / "task1_moving_grasp" / "best"
+    real, computed = instruction_following.evaluate_instruction_matrix, []
+
+    def evaluate_once(wrapper, frames, seed=0):
+        inputs = (Path(wrapper.checkpoint_dir).resolve(), seed)
+        if not computed:
+            computed.append((inputs, frames, real(wrapper, frames, seed=seed)))
+        first_inputs, first_frames, result = computed[0]
+        assert inputs == first_inputs and inputs[0] == best.resolve()
+        _assert_same_frames(frames, first_frames)
+        return result
+
+    monkeypatch.setattr(instruction_following, "evaluate_instruction_matrix", evaluate_once)
     monkeypatch.chdir(tmp_path)
-    for given in (output / "task1_moving_grasp" / "best", output / "task1_moving_grasp", output):  # checkpoint, stage, run
+    for given in (best, output / "task1_moving_grasp", output):  # checkpoint, stage, run
         (output / "instruction_matrix.json").unlink(missing_ok=True)
         assert evaluate_main([str(given), "--tasks", "1", "--max-frames", "4", "--device", "cpu"]) == 0
-        assert f"evaluating {output / 'task1_moving_grasp' / 'best'}" in capsys.readouterr().out
-        assert json.loads((output / "instruction_matrix.json").read_text())["tasks"] == [1]
+        assert f"evaluating {best}" in capsys.readouterr().out
+        written = json.loads((output / "instruction_matrix.json").read_text())
+        assert written["tasks"] == [1] and written["checkpoint"] == str(best.resolve())
+    assert len(computed) == 1
+
+
+def _assert_same_frames(frames: dict, expected: dict) -> None:
+    """The held-out frames another path form rebuilt are those of the first form, value for value."""
+    assert sorted(frames) == sorted(expected)
+    for task_id, samples in frames.items():
+        count = len(expected[task_id])
+        assert len(samples) == count > 0, f"task {task_id}: {len(samples)} frames, not {count}"
+        for n, (sample, other) in enumerate(zip(samples, expected[task_id], strict=True)):
+            assert sample.keys() == other.keys(), f"task {task_id} frame {n}"
+            for key, value in sample.items():
+                same = torch.equal(value, other[key]) if isinstance(value, torch.Tensor) else value == other[key]
+                assert same, f"task {task_id} frame {n}: {key} differs"
 
 
 def test_evaluate_outside_a_run_names_the_problem(tmp_path, capsys):
@@ -138,15 +183,28 @@ def test_five_task_curriculum_plans_in_dry_run(demo_env, tmp_path, capsys):
     config_dir = tmp_path / "policy"
     shutil.copytree(DEFAULT_CONFIG_DIR, config_dir)
     task = yaml.safe_load((config_dir / "tasks" / "task2_weighing.yaml").read_text())
-    task |= {"id": 5, "name": "weighing_left", "stage": 5, "language_instruction": "Weigh the parcel with the left hand"}
+    task |= {
+        "id": 5,
+        "name": "weighing_left",
+        "stage": 5,
+        "language_instruction": "Weigh the parcel with the left hand",
+    }
     (config_dir / "tasks" / "task5_weighing_left.yaml").write_text("# @package _global_\n" + yaml.safe_dump(task))
     readme_yaml = re.search(r"```yaml\n(.*?)```", (REPO_ROOT / "README.md").read_text(), flags=re.S).group(1)
     (config_dir / "my_curriculum.yaml").write_text(textwrap.dedent(readme_yaml).replace("<name>", "weighing_left"))
     roots = [o for o in demo_env.overrides if o.startswith(("data.roots.", "data.cache_dir="))]
     weighing = next(o for o in roots if o.startswith("data.roots.weighing=")).split("=", 1)[1]
-    code = main(["plan", f"--config-path={config_dir}", "--config-name=my_curriculum", *roots,
-                 f"data.roots.weighing_left={weighing}", f"training.output_directory={tmp_path / 'run'}",
-                 "training.validation_episodes=2"])
+    code = main(
+        [
+            "plan",
+            f"--config-path={config_dir}",
+            "--config-name=my_curriculum",
+            *roots,
+            f"data.roots.weighing_left={weighing}",
+            f"training.output_directory={tmp_path / 'run'}",
+            "training.validation_episodes=2",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0 and "Plan of stage 5 (task5_weighing_left)" in out
     assert "task5 0.60" in out

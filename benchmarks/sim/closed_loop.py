@@ -29,13 +29,20 @@ class EpisodeOutcome:
     steps: int
 
 
-def evaluate_policy(policy, task: SimTask, episodes: int, image_size: int = 64,
-                    max_steps: int | None = None, seed: int = 0, compact_state: bool = False) -> list[EpisodeOutcome]:
+def evaluate_policy(
+    policy,
+    task: SimTask,
+    episodes: int,
+    image_size: int = 64,
+    max_steps: int | None = None,
+    seed: int = 0,
+    compact_state: bool = False,
+) -> list[EpisodeOutcome]:
     """Run ``episodes`` closed-loop episodes of ``task``; ``policy`` is a SmolVLAPolicyWrapper."""
     max_steps = max_steps or task.max_steps
     seeds = [EVAL_SEED_OFFSET + seed * 10_000 + i for i in range(episodes)]
     envs = [SimEnv(task, image_size, compact_state) for _ in seeds]
-    for env, env_seed in zip(envs, seeds):
+    for env, env_seed in zip(envs, seeds, strict=True):
         env.reset(env_seed)
     done = [False] * len(envs)
     steps = [max_steps] * len(envs)
@@ -52,7 +59,7 @@ def evaluate_policy(policy, task: SimTask, episodes: int, image_size: int = 64,
         t += chunk.shape[1]
     for env in envs:
         env.close()
-    return [EpisodeOutcome(s, d, n) for s, d, n in zip(seeds, done, steps)]
+    return [EpisodeOutcome(s, d, n) for s, d, n in zip(seeds, done, steps, strict=True)]
 
 
 def _predict_chunk(policy, envs: list[SimEnv], task: SimTask, generator: torch.Generator) -> np.ndarray:

@@ -73,13 +73,21 @@ def write_task_demos(task: SimTask, root: Path, spec: DemoSpec) -> Path:
     writing = _writing_marker(root)
     if root.exists():
         if not writing.is_file():
-            raise FileExistsError(f"{root} exists and is not a complete demo set of these settings "
-                                  f"({DemoSpec.__name__} {spec.marker_text().strip()}); delete it or choose another --out")
+            raise FileExistsError(
+                f"{root} exists and is not a complete demo set of these settings "
+                f"({DemoSpec.__name__} {spec.marker_text().strip()}); delete it or choose another --out"
+            )
         shutil.rmtree(root)  # our own interrupted write (its marker is still there): start over
     root.parent.mkdir(parents=True, exist_ok=True)
     writing.write_text(spec.marker_text())
-    dataset = LeRobotDataset.create(repo_id=f"sim/{task.name}", fps=FPS, features=features(spec.image_size, spec.state_dim),
-                                    root=root, robot_type=ROBOT_TYPE, use_videos=False)
+    dataset = LeRobotDataset.create(
+        repo_id=f"sim/{task.name}",
+        fps=FPS,
+        features=features(spec.image_size, spec.state_dim),
+        root=root,
+        robot_type=ROBOT_TYPE,
+        use_videos=False,
+    )
     env = SimEnv(task, spec.image_size, spec.compact_state)
     rng = np.random.default_rng(spec.seed * 1000 + task.id)
     seed, failed = spec.seed * 100_000, 0

@@ -33,5 +33,7 @@ def forgetting(matrix: Matrix, order: list[int]) -> dict[int, float]:
     if len(stages) < 2:
         return {}
     last = matrix[stages[-1]]
-    return {task: max(matrix[s][task] for s in stages[:-1] if s >= k) - last[task]
-            for k, task in enumerate(order[:-1], start=1)}
+    return {
+        task: max(matrix[s][task] for s in stages[:-1] if s >= k) - last[task]
+        for k, task in enumerate(order[:-1], start=1)
+    }

@@ -17,8 +17,10 @@ def load_summary(path: Path) -> dict:
     """sim_results.json as run.py holds it in memory (JSON turned the stage/task keys into strings)."""
     summary = json.loads(path.read_text())
     for result in summary["strategies"].values():
-        result["success_matrix"] = {int(stage): {int(task): value for task, value in row.items()}
-                                    for stage, row in result["success_matrix"].items()}
+        result["success_matrix"] = {
+            int(stage): {int(task): value for task, value in row.items()}
+            for stage, row in result["success_matrix"].items()
+        }
         result["forgetting_success"] = {int(k): v for k, v in (result.get("forgetting_success") or {}).items()}
     return summary
 
@@ -40,16 +42,21 @@ def _forgetting(result: dict) -> str:
 
 
 def final_table(summary: dict) -> str:
-    header = ("| strategy | " + " | ".join(t.name for t in SIM_TASKS)
-              + " | average success | BWT (success) | forgetting per task | final val. loss (avg) | optimizer steps |")
+    header = (
+        "| strategy | "
+        + " | ".join(t.name for t in SIM_TASKS)
+        + " | average success | BWT (success) | forgetting per task | final val. loss (avg) | optimizer steps |"
+    )
     lines = [header, "|" + "---|" * (len(SIM_TASKS) + 6)]
     for name, result in summary["strategies"].items():
         matrix = result["success_matrix"]
         row = matrix[max(matrix)]
         cells = " | ".join(_pct(row[t.id]) for t in SIM_TASKS)
         _, avg_loss = final_losses(result["loss_matrix"])
-        lines.append(f"| {name} | {cells} | {_pct(result['average_success'])} | {_signed_pct(result['bwt_success'])} "
-                     f"| {_forgetting(result)} | {avg_loss:.3f} | {result.get('optimizer_steps', '-')} |")
+        lines.append(
+            f"| {name} | {cells} | {_pct(result['average_success'])} | {_signed_pct(result['bwt_success'])} "
+            f"| {_forgetting(result)} | {avg_loss:.3f} | {result.get('optimizer_steps', '-')} |"
+        )
     return "\n".join(lines)
 
 
@@ -60,21 +67,46 @@ def matrix_table(result: dict) -> str:
     for stage, row in sorted(result["success_matrix"].items()):
         losses = result["loss_matrix"].get(str(stage), {})
         label = "joint training" if result["strategy"] == "joint" else f"stage {stage} ({SIM_TASKS[stage - 1].name})"
-        cells = " | ".join(f"{_pct(row[t.id])} ({losses[str(t.id)]:.3f})" if str(t.id) in losses else _pct(row[t.id])
-                           for t in SIM_TASKS)
+        cells = " | ".join(
+            f"{_pct(row[t.id])} ({losses[str(t.id)]:.3f})" if str(t.id) in losses else _pct(row[t.id])
+            for t in SIM_TASKS
+        )
         lines.append(f"| {label} | {cells} |")
     return "\n".join(lines)
 
 
 def format_summary(summary: dict) -> str:
-    parts = ["Closed-loop success of the final model per task (BWT < 0 = forgetting; forgetting = best success "
-             "after the task's own stage minus the final one):", final_table(summary)]
+    parts = [
+        "Closed-loop success of the final model per task (BWT < 0 = forgetting; forgetting = best success "
+        "after the task's own stage minus the final one):",
+        final_table(summary),
+    ]
     for name, result in summary["strategies"].items():
         parts += ["", f"{name}: success S[stage][task] (validation loss)", matrix_table(result)]
-    seconds = ", ".join(f"{n} {r['seconds']['train']:.0f}s train + {r['seconds']['closed_loop']:.0f}s closed loop"
-                        for n, r in summary["strategies"].items())
-    parts += ["", f"time: demos {summary['seconds']['demos']:.0f}s, {seconds}; total {summary['seconds']['total']:.0f}s"]
+    seconds = ", ".join(
+        f"{n} {r['seconds']['train']:.0f}s train + {r['seconds']['closed_loop']:.0f}s closed loop"
+        for n, r in summary["strategies"].items()
+    )
+    parts += [
+        "",
+        f"time: demos {summary['seconds']['demos']:.0f}s, {seconds}; total {summary['seconds']['total']:.0f}s",
+    ]
     return "\n".join(parts)
+
+
+def setup_lines(summary: dict) -> list[str]:
+    """Model, device and machine of the run, as run.py recorded them from its config and this machine."""
+    model, device = summary.get("model"), summary.get("device")
+    if model is None or device is None:  # a sim_results.json from before they were recorded
+        return [f"Machine: {summary['machine']} (model and device not recorded in this sim_results.json).  "]
+    text = f"Model: VLM backbone `{model['vlm']}` ({model['vlm_weights']}, {model['vlm_layers']} layers"
+    text += f", {model['frozen_vlm_layers']} frozen)" if model.get("frozen_vlm_layers") else ")"
+    if model.get("pretrained_policy"):
+        text += f", starting from `{model['pretrained_policy']}`"
+    text += ", {}x{} images".format(*model["image_size"])
+    if model.get("parameters"):
+        text += f", {model['parameters'] / 1e6:.2f} M parameters"
+    return [f"{text}.  ", f"Device: {device['device']} ({device['precision']}) on {summary['machine']}.  "]
 
 
 def plot_matrices(summary: dict, path: Path) -> Path:
@@ -85,7 +117,7 @@ def plot_matrices(summary: dict, path: Path) -> Path:
 
     results = list(summary["strategies"].values())
     fig, axes = plt.subplots(1, len(results), figsize=(3.6 * len(results), 3.4), squeeze=False)
-    for ax, result in zip(axes[0], results):
+    for ax, result in zip(axes[0], results, strict=True):
         stages = sorted(result["success_matrix"])
         grid = [[result["success_matrix"][s][t.id] for t in SIM_TASKS] for s in stages]
         ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
@@ -105,7 +137,7 @@ def plot_matrices(summary: dict, path: Path) -> Path:
 
 
 def write_docs(summary: dict, docs_dir: Path) -> Path:
-    image = plot_matrices(summary, docs_dir / "img" / IMAGE_NAME)
+    plot_matrices(summary, docs_dir / "img" / IMAGE_NAME)
     budget = summary["budget"]
     sections = [
         "# Closed-loop benchmark: four Meta-World tasks learned in sequence",
@@ -117,11 +149,13 @@ def write_docs(summary: dict, docs_dir: Path) -> Path:
         "`benchmarks/strategies.py`; the training config: `configs/policy/smolvla_sequential_metaworld.yaml`.",
         "",
         f"Command: `.venv/bin/python {summary['command']}`  ",
-        f"Machine: {summary['machine']}, tiny SmolVLM-architecture backbone (random init), CPU.  ",
-        f"Budget: {budget['episodes']} expert episodes per task ({budget['validation_episodes']} held out for validation), "
+        *setup_lines(summary),
+        f"Budget: {budget['episodes']} expert episodes per task "
+        f"({budget['validation_episodes']} held out for validation), "
         f"{budget['epochs']} epochs x "
         f"{budget['steps_per_epoch']} optimizer steps x batch {budget['batch_size']} per stage for every strategy (the "
-        f"joint run: {len(SIM_TASKS)} x {budget['steps_per_epoch']} steps per epoch, the sequential runs' sum; `training."
+        f"joint run: {len(SIM_TASKS)} x {budget['steps_per_epoch']} steps per epoch, "
+        "the sequential runs' sum; `training."
         f"steps_per_epoch`, so every strategy gets the same budget; the steps each really ran are in the "
         f"table), {budget['eval_episodes']} closed-loop episodes per (model, task) on seeds never used for "
         "demonstrations.  ",
@@ -131,7 +165,10 @@ def write_docs(summary: dict, docs_dir: Path) -> Path:
         "",
         final_table(summary),
         "",
-        "BWT (success) = mean over tasks 1-3 of (success of the final model - success right after the task's own stage);",
+        (
+            "BWT (success) = mean over tasks 1-3 of (success of the final model - "
+            "success right after the task's own stage);"
+        ),
         "negative = forgetting. Forgetting of a task = its best success after its own stage minus its final success.",
         "The last column is the mean held-out validation loss of the same final model.",
         "",

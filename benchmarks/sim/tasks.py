@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 # MuJoCo picks its GL backend at import time: software rendering (no display, no GPU).
 os.environ.setdefault("MUJOCO_GL", "osmesa")
@@ -64,7 +64,7 @@ SIM_TASKS = (
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def _benchmark(env_name: str):
     """Meta-World's MT1 set-up of a task (costs seconds: it builds an env and samples 50 tasks), made once."""
     import metaworld  # heavy import (MuJoCo), only when an env is built
@@ -80,7 +80,8 @@ class SimEnv:
         self.compact_state = compact_state
         benchmark = _benchmark(task.env_name)
         self._env = benchmark.train_classes[task.env_name](
-            render_mode="rgb_array", camera_name="corner2", width=image_size, height=image_size)
+            render_mode="rgb_array", camera_name="corner2", width=image_size, height=image_size
+        )
         self._env.set_task(benchmark.train_tasks[0])
         self._env._freeze_rand_vec = False  # a new object/goal position at every reset ...
         self._env.seeded_rand_vec = True  # ... drawn from the seed given to reset()

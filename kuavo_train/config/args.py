@@ -32,8 +32,9 @@ def wants_help(argv: list[str]) -> bool:
     return any(item in HELP_FLAGS for item in argv)
 
 
-def parse_config_args(argv: list[str], relative_to: Path = SCRIPT_DIR,
-                      default_name: str = DEFAULT_CONFIG_NAME) -> ConfigArgs:
+def parse_config_args(
+    argv: list[str], relative_to: Path = SCRIPT_DIR, default_name: str = DEFAULT_CONFIG_NAME
+) -> ConfigArgs:
     """Split ``argv`` into the config file and the overrides (see the module docstring)."""
     values = {"path": None, "name": default_name}
     overrides: list[str] = []
@@ -48,8 +49,10 @@ def parse_config_args(argv: list[str], relative_to: Path = SCRIPT_DIR,
                 value = args.pop(0)
             values[_FLAGS[flag]] = value
         elif item.startswith("-"):
-            raise KuavoError(f"unknown option '{item}'; settings are overrides like training.batch_size=8 "
-                             "(--help lists the options, `kuavo-train keys` every key)")
+            raise KuavoError(
+                f"unknown option '{item}'; settings are overrides like training.batch_size=8 "
+                "(--help lists the options, `kuavo-train keys` every key)"
+            )
         else:
             overrides.append(item)
     return ConfigArgs(_config_dir(values["path"], relative_to), values["name"].removesuffix(".yaml"), overrides)

@@ -25,25 +25,48 @@ class KeyDoc:
 # Keys that are not a dataclass field of the same name.
 _SPECIAL = {
     "task": ("str", "task file of the stage to train, relative to the config dir (e.g. tasks/task2_weighing)"),
-    "curriculum": ("list[str]", "the task files of the curriculum, in training order (5 tasks or another order: edit this list)"),
-    "data.roots.<task name>": ("str", "dataset dir of the task with that name (every task, every command; beats the task file's data.root)"),
-    "sequential.stage<N>_replay": ("dict[str, float]", "share of samples per task in stage N, e.g. {task1: 0.2, task2: 0.8}; must sum to 1"),
+    "curriculum": (
+        "list[str]",
+        "the task files of the curriculum, in training order (5 tasks or another order: edit this list)",
+    ),
+    "data.roots.<task name>": (
+        "str",
+        "dataset dir of the task with that name (every task, every command; beats the task file's data.root)",
+    ),
+    "sequential.stage<N>_replay": (
+        "dict[str, float]",
+        "share of samples per task in stage N, e.g. {task1: 0.2, task2: 0.8}; must sum to 1",
+    ),
 }
 
 
 def config_keys(cfg: Config) -> list[KeyDoc]:
     """Every key a user can set, in the order of the YAML: top-level, task.*, then the sections."""
-    docs = [KeyDoc("task", _SPECIAL["task"][0], cfg.task_file, _SPECIAL["task"][1]),
-            KeyDoc("curriculum", _SPECIAL["curriculum"][0], cfg.curriculum, _SPECIAL["curriculum"][1])]
+    docs = [
+        KeyDoc("task", _SPECIAL["task"][0], cfg.task_file, _SPECIAL["task"][1]),
+        KeyDoc("curriculum", _SPECIAL["curriculum"][0], cfg.curriculum, _SPECIAL["curriculum"][1]),
+    ]
     docs += _walk(cfg.task, "task")
     for section in ("policy", "training", "sequential", "criteria", "data"):
         docs += _walk(getattr(cfg, section), section)
     docs = [d for d in docs if d.key not in ("sequential.stage_replay", "data.roots")]
     replay = {f"stage{n}": ratios for n, ratios in sorted(cfg.sequential.stage_replay.items())}
-    docs.append(KeyDoc("sequential.stage<N>_replay", _SPECIAL["sequential.stage<N>_replay"][0], replay,
-                       _SPECIAL["sequential.stage<N>_replay"][1]))
-    docs.append(KeyDoc("data.roots.<task name>", _SPECIAL["data.roots.<task name>"][0], cfg.data.roots,
-                       _SPECIAL["data.roots.<task name>"][1]))
+    docs.append(
+        KeyDoc(
+            "sequential.stage<N>_replay",
+            _SPECIAL["sequential.stage<N>_replay"][0],
+            replay,
+            _SPECIAL["sequential.stage<N>_replay"][1],
+        )
+    )
+    docs.append(
+        KeyDoc(
+            "data.roots.<task name>",
+            _SPECIAL["data.roots.<task name>"][0],
+            cfg.data.roots,
+            _SPECIAL["data.roots.<task name>"][1],
+        )
+    )
     return docs
 
 
@@ -92,4 +115,3 @@ def _show(value: Any) -> str:
     if isinstance(value, str):
         return value or '""'
     return str(value)
-

@@ -34,7 +34,7 @@ from kuavo_train.config.schema import (
     TrainingConfig,
 )
 from kuavo_train.config.validate import validate_config
-from kuavo_train.errors import KuavoError
+from kuavo_train.errors import KuavoError, first_line
 
 __all__ = ["DEFAULT_CONFIG_DIR", "DEFAULT_CONFIG_NAME", "REPO_ROOT", "load_config"]
 _SECTIONS = {
@@ -65,10 +65,7 @@ def load_config(
         raise KuavoError(
             f"task '{task_file}' is not in the curriculum {curriculum}; add it to `curriculum` or pick one of those"
         )
-    tasks = [
-        _load_task(config_dir, name, task_overrides if name == task_file else [])
-        for name in curriculum
-    ]
+    tasks = [_load_task(config_dir, name, task_overrides if name == task_file else []) for name in curriculum]
     data = _to_dataclass(DataConfig, base.get("data", {}), "data")
     data.roots.update(root_overrides)
     root_given = any(o.lstrip("+~").startswith("data.root=") for o in task_overrides)
@@ -143,7 +140,7 @@ def _compose(config_dir: Path, name: str, overrides: list[str]) -> DictConfig:
         with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
             return compose(config_name=name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as exc:
-        message = _one_line(exc)
+        message = first_line(exc)
         bad_key = re.match(r"Could not override '([^']+)'", message)
         if bad_key:
             message = f"override '{bad_key.group(1)}' names no key of this config{_did_you_mean(bad_key.group(1))}"
@@ -165,13 +162,15 @@ def _load_task(config_dir: Path, task_file: str, overrides: list[str]) -> TaskCo
     return _to_dataclass(TaskConfig, raw, f"task ({path.name})")
 
 
-def _apply_root_overrides(tasks, data: DataConfig, *, current_root_given: bool, current: str, curriculum: list[str]) -> None:
+def _apply_root_overrides(
+    tasks, data: DataConfig, *, current_root_given: bool, current: str, curriculum: list[str]
+) -> None:
     """`data.roots.<name>` replaces a task file's root (an explicit `task.data.root` was applied already)."""
     names = {t.name for t in tasks}
     for name in data.roots:
         if name not in names:
             raise KuavoError(f"data.roots.{name}: no task of that name in the curriculum (names: {sorted(names)})")
-    for task, task_file in zip(tasks, curriculum):
+    for task, task_file in zip(tasks, curriculum, strict=True):
         explicit = task_file == current and current_root_given
         if task.name in data.roots and not explicit:
             task.data.root = data.roots[task.name]
@@ -186,7 +185,9 @@ def _sequential_config(node: Any) -> SequentialConfig:
         if match:
             if not isinstance(ratios, DictConfig):
                 raise KuavoError(f"sequential.{key} must be a mapping like {{task1: 0.2, task2: 0.8}}")
-            cfg.stage_replay[int(match.group(1))] = {str(k): _as_float(v, f"sequential.{key}.{k}") for k, v in ratios.items()}
+            cfg.stage_replay[int(match.group(1))] = {
+                str(k): _as_float(v, f"sequential.{key}.{k}") for k, v in ratios.items()
+            }
     return cfg
 
 
@@ -204,7 +205,7 @@ def _schema_error(exc: OmegaConfBaseException, cls, where: str) -> str:
     key = getattr(exc, "full_key", None) or ""
     section = where.split(" ")[0]
     full = f"{section}.{key}" if key else section
-    message = _one_line(exc)
+    message = first_line(exc)
     leaf = key.split(".")[-1] if key else ""
     if "not in" in message and leaf:
         candidates = _field_names(cls)
@@ -223,10 +224,6 @@ def _field_names(cls) -> list[str]:
         if sub is not None and hasattr(sub, "__dataclass_fields__"):
             names += [s.name for s in fields(sub)]
     return names
-
-
-def _one_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _require(node: DictConfig, key: str) -> Any:

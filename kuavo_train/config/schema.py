@@ -127,7 +127,8 @@ class PolicyConfig:
 @dataclass
 class WandbConfig:
     # Also log to Weights & Biases (rank 0, one run per stage, grouped by the output dir's name):
-    # train/loss, train/lr, validation/task{N}_loss and the resolved config (package: wandb, the optional extra `pip install -e '.[wandb]'`).
+    # train/loss, train/lr, validation/task{N}_loss and the resolved config (package: wandb, the optional extra
+    # `pip install -e '.[wandb]'`).
     enable: bool = False
     # "offline" (files under <stage dir>/wandb/, upload later with `wandb sync`), "online", "disabled".
     mode: str = "offline"

@@ -1,59 +1,24 @@
-"""Where a curriculum's files live, and what state a stage is in."""
+"""Where this config's run and stages live (names from ``kuavo_train.layout``), what state a stage is in, and the
+command that trains a stage."""
 
 from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from kuavo_train.config.args import DEFAULT_CONFIG_DIR, SCRIPT_DIR
 from kuavo_train.config.schema import Config, TaskConfig
 from kuavo_train.errors import KuavoError
-from kuavo_train.training.checkpoint import is_complete_policy_dir
-
-RESULTS_FILE = "training_results.json"
-CURRICULUM_RESULTS_FILE = "curriculum_results.json"
-
-
-@dataclass(frozen=True)
-class StagePaths:
-    run_root: Path
-    stage_dir: Path
-
-    @property
-    def best(self) -> Path:
-        return self.stage_dir / "best"
-
-    @property
-    def best_running(self) -> Path:
-        """Best checkpoint of a stage still training; becomes best/ when the stage completes."""
-        return self.stage_dir / "best_running"
-
-    @property
-    def last(self) -> Path:
-        return self.stage_dir / "last"
-
-    @property
-    def results(self) -> Path:
-        return self.stage_dir / RESULTS_FILE
-
-    def epoch(self, number: int) -> Path:
-        return self.stage_dir / f"epoch{number}"
-
-    @property
-    def retraining_marker(self) -> Path:
-        """Present while a `training.overwrite=true` retraining of a complete stage is unfinished."""
-        return self.stage_dir / "retraining.json"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.stage_dir / "tensorboard"
+from kuavo_train.layout import RunPaths, StagePaths, is_complete_policy_dir
 
 
 def stage_paths(cfg: Config, task: TaskConfig | None = None) -> StagePaths:
-    run_root = Path(cfg.training.output_directory).expanduser()
-    return StagePaths(run_root=run_root, stage_dir=run_root / (task or cfg.task).dirname)
+    return run_paths(cfg).stage((task or cfg.task).dirname)
+
+
+def run_paths(cfg: Config) -> RunPaths:
+    return RunPaths(Path(cfg.training.output_directory).expanduser())
 
 
 def is_stage_complete(paths: StagePaths) -> bool:
@@ -67,8 +32,16 @@ def stage_command(cfg: Config, task: TaskConfig) -> str:
     config_path = "../configs/policy" if Path(cfg.config_dir) == DEFAULT_CONFIG_DIR else cfg.config_dir
     kept = [o for o in cfg.overrides if o.partition("=")[0].lstrip("+~").split(".")[0] != "task"]
     task_file = cfg.curriculum[cfg.tasks.index(task)]
-    return shlex.join([_shown_path(Path(sys.executable)), _shown_path(script), f"--config-path={config_path}",
-                       f"--config-name={cfg.config_name}", f"task={task_file}", *kept])
+    return shlex.join(
+        [
+            _shown_path(Path(sys.executable)),
+            _shown_path(script),
+            f"--config-path={config_path}",
+            f"--config-name={cfg.config_name}",
+            f"task={task_file}",
+            *kept,
+        ]
+    )
 
 
 def _shown_path(path: Path) -> str:
@@ -85,7 +58,8 @@ def previous_best(cfg: Config) -> Path:
     paths = stage_paths(cfg, previous)
     if not is_stage_complete(paths):
         raise KuavoError(
-            f"stage {cfg.stage} ({cfg.task.name}) starts from stage {cfg.stage - 1}'s checkpoint {paths.best}, which does not exist "
+            f"stage {cfg.stage} ({cfg.task.name}) starts from stage {cfg.stage - 1}'s checkpoint {paths.best}, "
+            "which does not exist "
             f"or is incomplete; train stage {cfg.stage - 1} first: {stage_command(cfg, previous)}"
         )
     return paths.best

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kuavo_train.config.schema import Config
-from kuavo_train.device import choose_device
 from kuavo_train.data.prepare import fixed_epoch_samples
 from kuavo_train.data.replay import samples_per_epoch, task_counts
 from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
+from kuavo_train.device import choose_device
 
 # Rough figures to size a run before it starts; `benchmarks/` measures real ones.
 _SECONDS_PER_SAMPLE = {"cuda": 0.02, "cpu": 0.05}
@@ -49,14 +49,21 @@ def plan_stage(cfg: Config, data) -> StagePlan:
     params = 450_000_000 if cfg.policy.pretrained_path else 1_000_000
     kept_dirs = 3 + cfg.training.keep_last_epochs  # best, best_running, last + epochs
     return StagePlan(
-        stage=stage, task=cfg.task.dirname, mix=mix, train_frames=frames, samples_per_epoch=total,
-        per_task_samples=task_counts(total, mix), steps_per_epoch=steps, epochs=cfg.task.training.max_epoch,
+        stage=stage,
+        task=cfg.task.dirname,
+        mix=mix,
+        train_frames=frames,
+        samples_per_epoch=total,
+        per_task_samples=task_counts(total, mix),
+        steps_per_epoch=steps,
+        epochs=cfg.task.training.max_epoch,
         lr=cfg.task.training.lr,
         validation_frames={t.id: _frames(data, t.id, data.splits[t.id].val) for t in cfg.seen_tasks},
         estimated_hours=samples * _SECONDS_PER_SAMPLE[device] / 3600,
         estimated_checkpoint_gb=(params * _BYTES_PER_PARAMETER * (kept_dirs + 2)) / 1e9,
-        shared_memory_need=shared_memory_need(data.schema, cfg.training.batch_size, cfg.policy.chunk_size,
-                                              cfg.training.num_workers),
+        shared_memory_need=shared_memory_need(
+            data.schema, cfg.training.batch_size, cfg.policy.chunk_size, cfg.training.num_workers
+        ),
         shared_memory_free=shared_memory_free(),
         cameras_missing={t.name: list(t.missing_cameras) for t in data.schema.tasks if t.missing_cameras},
     )
@@ -67,23 +74,35 @@ def _frames(data, task_id: int, episodes: list[int]) -> int:
     import pyarrow.parquet as pq
 
     files = sorted((data.v30_roots[task_id] / "data").glob("*/*.parquet"))
-    return sum(int(np.isin(pq.read_table(f, columns=["episode_index"]).column("episode_index").to_numpy(), episodes).sum())
-               for f in files)
+    return sum(
+        int(np.isin(pq.read_table(f, columns=["episode_index"]).column("episode_index").to_numpy(), episodes).sum())
+        for f in files
+    )
 
 
 def format_plan(plan: StagePlan) -> str:
-    lines = [f"Plan of stage {plan.stage} ({plan.task}):",
-             f"  replay mix:        " + ", ".join(f"task{t} {s:.2f}" for t, s in plan.mix.items()),
-             f"  train frames:      " + ", ".join(f"task{t} {n}" for t, n in plan.train_frames.items()),
-             f"  samples per epoch: {plan.samples_per_epoch} (" + ", ".join(f"task{t} {n}" for t, n in plan.per_task_samples.items()) + ")",
-             f"  steps:             {plan.steps_per_epoch}/epoch x {plan.epochs} epochs = {plan.steps_per_epoch * plan.epochs}",
-             f"  learning rate:     {plan.lr:g}",
-             f"  validation frames: " + ", ".join(f"task{t} {n}" for t, n in plan.validation_frames.items()),
-             f"  estimated time:    {plan.estimated_hours:.2f} h (rough, from a fixed per-sample cost)",
-             f"  estimated disk:    {plan.estimated_checkpoint_gb:.1f} GB of checkpoints",
-             f"  shared memory:     {_shm_line(plan)}"]
-    lines += [f"  camera masked:     task {task} has no {', '.join(c.removeprefix('observation.images.') for c in cams)} "
-              "(trained with it masked, as SmolVLA masks an absent camera)" for task, cams in plan.cameras_missing.items()]
+    lines = [
+        f"Plan of stage {plan.stage} ({plan.task}):",
+        "  replay mix:        " + ", ".join(f"task{t} {s:.2f}" for t, s in plan.mix.items()),
+        "  train frames:      " + ", ".join(f"task{t} {n}" for t, n in plan.train_frames.items()),
+        f"  samples per epoch: {plan.samples_per_epoch} ("
+        + ", ".join(f"task{t} {n}" for t, n in plan.per_task_samples.items())
+        + ")",
+        (
+            f"  steps:             {plan.steps_per_epoch}/epoch x {plan.epochs} epochs = "
+            f"{plan.steps_per_epoch * plan.epochs}"
+        ),
+        f"  learning rate:     {plan.lr:g}",
+        "  validation frames: " + ", ".join(f"task{t} {n}" for t, n in plan.validation_frames.items()),
+        f"  estimated time:    {plan.estimated_hours:.2f} h (rough, from a fixed per-sample cost)",
+        f"  estimated disk:    {plan.estimated_checkpoint_gb:.1f} GB of checkpoints",
+        f"  shared memory:     {_shm_line(plan)}",
+    ]
+    lines += [
+        f"  camera masked:     task {task} has no {', '.join(c.removeprefix('observation.images.') for c in cams)} "
+        "(trained with it masked, as SmolVLA masks an absent camera)"
+        for task, cams in plan.cameras_missing.items()
+    ]
     return "\n".join(lines)
 
 
@@ -93,4 +112,5 @@ def _shm_line(plan: StagePlan) -> str:
     free = "unknown" if plan.shared_memory_free is None else f"{plan.shared_memory_free / 2**20:.0f} MiB free"
     problem = shared_memory_problem(plan.shared_memory_need, plan.shared_memory_free)
     return f"up to {plan.shared_memory_need / 2**20:.0f} MiB in /dev/shm by the loader workers ({free})" + (
-        f" - TOO SMALL: {problem}" if problem else "")
+        f" - TOO SMALL: {problem}" if problem else ""
+    )

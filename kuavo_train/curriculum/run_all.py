@@ -7,7 +7,8 @@ from pathlib import Path
 from kuavo_train.config.load import load_config
 from kuavo_train.curriculum.stage import run_stage
 from kuavo_train.errors import KuavoError
-from kuavo_train.evaluation.results import CURRICULUM_RESULTS_FILE, format_matrix, read_stage_results
+from kuavo_train.evaluation.results import format_matrix, read_stage_results
+from kuavo_train.layout import RunPaths
 
 
 def run_all(config_dir: Path, config_name: str, overrides: list[str]) -> int:
@@ -25,12 +26,15 @@ def run_all(config_dir: Path, config_name: str, overrides: list[str]) -> int:
             failed.append(cfg.task.dirname)
     if base.training.dry_run:
         return 0
-    run_root = Path(base.training.output_directory).expanduser()
-    summary = read_stage_results(run_root / CURRICULUM_RESULTS_FILE)
+    run = RunPaths(Path(base.training.output_directory).expanduser())
+    run_root = run.root
+    summary = read_stage_results(run.curriculum_results)
     if summary is not None:
         print()
         print(format_matrix(summary))
-    print(f"\nOutputs: {run_root.resolve()}  (final multi-task model: {run_root.resolve() / base.tasks[-1].dirname / 'best'})")
+    print(
+        f"\nOutputs: {run_root.resolve()}  (final multi-task model: {run.stage(base.tasks[-1].dirname).best.resolve()})"
+    )
     print(f"TensorBoard: tensorboard --logdir {run_root}")
     if failed:
         print(f"Success criteria failed in: {', '.join(failed)}")
@@ -43,11 +47,17 @@ def _refuse_task_overrides(overrides: list[str]) -> None:
     for item in overrides:
         key = item.partition("=")[0].lstrip("+~")
         if key == "task":
-            raise KuavoError(f"'{item}': run-all trains every task of the curriculum in order; to train one stage use "
-                             "`kuavo-train train task=...`, to change the tasks edit `curriculum` in the config")
+            raise KuavoError(
+                f"'{item}': run-all trains every task of the curriculum in order; to train one stage use "
+                "`kuavo-train train task=...`, to change the tasks edit `curriculum` in the config"
+            )
         if key == "task.data.root":
-            raise KuavoError(f"'{item}': run-all trains every task, so task.data.root is ambiguous; give each task's "
-                             "dataset as data.roots.<task name>=PATH (e.g. data.roots.weighing=/data/task2)")
+            raise KuavoError(
+                f"'{item}': run-all trains every task, so task.data.root is ambiguous; give each task's "
+                "dataset as data.roots.<task name>=PATH (e.g. data.roots.weighing=/data/task2)"
+            )
         if key.startswith("task.data."):
-            raise KuavoError(f"'{item}': run-all would apply it to every task's data in turn; set it in each task file "
-                             "(configs/policy/tasks/), or train one stage with `kuavo-train train task=<file> {item}`")
+            raise KuavoError(
+                f"'{item}': run-all would apply it to every task's data in turn; set it in each task file "
+                "(configs/policy/tasks/), or train one stage with `kuavo-train train task=<file> {item}`"
+            )

@@ -9,54 +9,54 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
 import os
-import random
 import shutil
 import signal
 import subprocess
 import time
+import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from kuavo_train.config.schema import Config
+from kuavo_train.curriculum.build import (
+    build_stage_training,
+    rank_batch_size,
+    seed_everything,
+    stage_seed,
+)
 from kuavo_train.curriculum.paths import StagePaths, is_stage_complete, previous_best, stage_paths
 from kuavo_train.curriculum.plan import format_plan, plan_stage
-from kuavo_train.data.prepare import CurriculumData, build_training_stream, prepare_curriculum_data, task_dataset
+from kuavo_train.data.prepare import CurriculumData, prepare_curriculum_data, task_dataset
 from kuavo_train.data.schema import FeatureSchema
-from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
 from kuavo_train.data.stats import stats_hash
+from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
+from kuavo_train.device import choose_device
 from kuavo_train.errors import KuavoError
 from kuavo_train.evaluation.forgetting import (
-    format_criteria_table,
     forgetting_analysis,
+    format_criteria_table,
     success_criteria,
 )
 from kuavo_train.evaluation.results import read_stage_results, write_curriculum_results
 from kuavo_train.evaluation.validate import limit_samples, make_loader, rank_shard, validate_tasks
-from kuavo_train.policy.factory import count_parameters, load_policy, make_processors
+from kuavo_train.files import file_sha256, recover_interrupted_writes, write_dir_atomically, write_json_atomically
+from kuavo_train.layout import CHECKPOINT_META_FILE, MODEL_FILE, is_complete_policy_dir
+from kuavo_train.policy.factory import count_parameters
 from kuavo_train.training.checkpoint import (
-    file_sha256,
-    is_complete_policy_dir,
     load_training_state,
     prune_epoch_dirs,
     read_checkpoint_meta,
-    recover_interrupted_writes,
     restore_rng_state,
     rng_state,
     save_policy_dir,
-    write_atomically,
-    write_json_atomically,
 )
 from kuavo_train.training.distributed import DistContext, init_distributed
 from kuavo_train.training.loggers import StageLogger, WandbRunSpec, quiet_third_party_logs
-from kuavo_train.device import choose_device
-from kuavo_train.training.loop import LoopState, StepContext, StopRequest, make_autocast, precision_label, train_epoch
-from kuavo_train.training.optim import make_optimizer, make_scheduler
+from kuavo_train.training.loop import LoopState, StopRequest, make_autocast, precision_label, train_epoch
 
 
 @contextmanager
@@ -85,8 +85,10 @@ def run_stage(cfg: Config) -> StageResult:
     if os.environ.get("RANK", "0") == "0":  # rank 0 only; others never write
         recover_interrupted_writes(paths.stage_dir)
     if is_stage_complete(paths) and not cfg.training.overwrite and not cfg.training.dry_run:
-        print(f"Stage {cfg.stage} ({cfg.task.dirname}) is already complete: {paths.best} "
-              f"(training.overwrite=true retrains it)")
+        print(
+            f"Stage {cfg.stage} ({cfg.task.dirname}) is already complete: {paths.best} "
+            f"(training.overwrite=true retrains it)"
+        )
         return StageResult("skipped", results_path=paths.results)
     choose_device(cfg.training.device)  # an unusable training.device fails here, before minutes of data preparation
     dist = init_distributed(cfg.training.device)
@@ -119,20 +121,23 @@ def _check_output_writable(paths: StagePaths) -> None:
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
-        raise KuavoError(f"output dir {paths.stage_dir} is not writable ({exc.strerror}); set training.output_directory to a writable dir") from exc
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+        raise KuavoError(
+            f"output dir {paths.stage_dir} is not writable ({exc.strerror}); "
+            "set training.output_directory to a writable dir"
+        ) from exc
 
 
 class StageRunner:
     """Holds what one stage builds once (policy, data, optimizer) and runs its epochs."""
 
-    def __init__(self, cfg: Config, paths: StagePaths, data: CurriculumData, init_path: str | Path | None,
-                 dist: DistContext | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        paths: StagePaths,
+        data: CurriculumData,
+        init_path: str | Path | None,
+        dist: DistContext | None = None,
+    ):
         self.cfg, self.paths, self.data, self.init_path = cfg, paths, data, init_path
         self.dist = dist or DistContext()
         self.stage, self.task = cfg.stage, cfg.task
@@ -166,37 +171,28 @@ class StageRunner:
         return json.loads(marker.read_text())["run_id"] if marker.exists() else None
 
     def _build(self) -> None:
-        cfg = self.cfg
-        seed_everything(cfg.training.seed + self.stage)
+        seed_everything(stage_seed(self.cfg))
         resume = self._resume_source()
         self._check_parent_compatible()
-        start_from = resume or self.init_path
-        self.policy = load_policy(cfg.policy, self.data.schema, str(start_from) if start_from else None, self.device)
-        self._check_disk_space()
-        self.preprocessor, self.postprocessor = make_processors(self.policy, self.data.stats)
-        self.train_set, self.sampler = build_training_stream(cfg, self.data, self.stage, cfg.training.seed,
-                                                             num_replicas=self.dist.world_size, rank=self.dist.rank)
         self._check_shared_memory()
-        self.train_loader = make_loader(self.train_set, self.rank_batch_size, cfg.training.num_workers, self.sampler)
+        start_from = resume or self.init_path
+        self.training = t = build_stage_training(self.cfg, self.data, start_from, self.device, self.dist)
+        self.policy, self.preprocessor, self.postprocessor = t.policy, t.preprocessor, t.postprocessor
+        self.train_set, self.sampler, self.train_loader = t.train_set, t.sampler, t.train_loader
+        self.steps_per_epoch, self.optimizer, self.scheduler = t.steps_per_epoch, t.optimizer, t.scheduler
+        self._check_disk_space()
         self.val_loaders = self._validation_loaders(self._validated_tasks())
-        self.steps_per_epoch = self._steps_per_epoch()
-        total_steps = self.steps_per_epoch * self.task.training.max_epoch
-        self.optimizer = make_optimizer(self.policy, self.task.training.lr, cfg.policy.optimizer, self.device)
-        self.scheduler = make_scheduler(self.optimizer, self.task.training.lr, total_steps, cfg.policy.scheduler)
         if resume is not None:
             self._restore(resume)
-        self._log_setup(start_from, total_steps)
+        self._log_setup(start_from, t.total_steps)
 
     @property
     def rank_batch_size(self) -> int:
         """Samples per process per step; ``training.batch_size`` is the global batch."""
-        world = self.dist.world_size
-        if self.cfg.training.batch_size % world:
-            raise KuavoError(f"training.batch_size={self.cfg.training.batch_size} must be divisible by the {world} processes")
-        return self.cfg.training.batch_size // world
+        return rank_batch_size(self.cfg, self.dist.world_size)
 
     def _check_parent_compatible(self) -> None:
-        if self.init_path is None or not (Path(str(self.init_path)) / "kuavo_checkpoint.json").is_file():
+        if self.init_path is None or not (Path(str(self.init_path)) / CHECKPOINT_META_FILE).is_file():
             return
         parent = read_checkpoint_meta(Path(self.init_path))
         if parent.get("stats_hash") != self.stats_hash:
@@ -206,12 +202,17 @@ class StageRunner:
                 "all stages of a curriculum must share one normalization: retrain from stage 1 in a new output dir"
             )
         if "schema" not in parent or FeatureSchema.from_dict(parent["schema"]) != self.data.schema:
-            raise KuavoError(f"the previous stage's checkpoint {self.init_path} has another feature schema (cameras/sizes) than this data; retrain from stage 1")
+            raise KuavoError(
+                f"the previous stage's checkpoint {self.init_path} has another feature schema (cameras/sizes) "
+                "than this data; retrain from stage 1"
+            )
 
     def _check_shared_memory(self) -> None:
-        """Loader workers pass batches through /dev/shm (64 MB in a default Docker container): refuse before they crash."""
-        need = shared_memory_need(self.data.schema, self.cfg.training.batch_size, self.cfg.policy.chunk_size,
-                                  self.cfg.training.num_workers)  # global batch: all processes share /dev/shm
+        """Loader workers pass batches through /dev/shm (64 MB in a default Docker container): refuse before they
+        crash."""
+        need = shared_memory_need(
+            self.data.schema, self.cfg.training.batch_size, self.cfg.policy.chunk_size, self.cfg.training.num_workers
+        )  # global batch: all processes share /dev/shm
         problem = shared_memory_problem(need, shared_memory_free())
         if problem:
             raise KuavoError(problem)
@@ -231,13 +232,15 @@ class StageRunner:
 
     def _warn_stale_later_stages(self) -> None:
         """Redoing a stage makes later stages trained from its old best/ stale."""
-        new_hash = file_sha256(self.paths.best / "model.safetensors")
+        new_hash = file_sha256(self.paths.best / MODEL_FILE)
         for task in self.cfg.tasks[self.stage :]:
             results = read_stage_results(stage_paths(self.cfg, task).results)
             parent = (results or {}).get("parent_checkpoint", {})
             if results and parent.get("path") == str(self.paths.best) and parent.get("model_sha256") != new_hash:
-                self.log.echo(f"⚠️  stage {self.cfg.stage_of(task.id)} ({task.dirname}) was trained from an older best/ of this "
-                              f"stage and is now stale; retrain it with training.overwrite=true")
+                self.log.echo(
+                    f"⚠️  stage {self.cfg.stage_of(task.id)} ({task.dirname}) was trained from an older best/ of this "
+                    f"stage and is now stale; retrain it with training.overwrite=true"
+                )
 
     def _validated_tasks(self) -> list[int]:
         if self.cfg.training.validate_all_previous_tasks:
@@ -252,11 +255,6 @@ class StageRunner:
             dataset = rank_shard(dataset, self.dist.world_size, self.dist.rank)
             loaders[task_id] = make_loader(dataset, self.rank_batch_size, self.cfg.training.num_workers)
         return loaders
-
-    def _steps_per_epoch(self) -> int:
-        steps = math.ceil(len(self.train_loader) / self.cfg.training.gradient_accumulation_steps)  # optimizer steps
-        cap = self.cfg.training.max_steps_per_epoch
-        return steps if cap is None else min(steps, cap)
 
     def _restore(self, last: Path) -> None:
         saved = load_training_state(last)
@@ -273,15 +271,26 @@ class StageRunner:
         self.log.echo(f"=== Stage {self.stage}/{len(self.cfg.tasks)}: task {self.task.id} {self.task.name} ===")
         self.log.echo(f"start from: {start_from or 'fresh SmolVLA on ' + self.cfg.policy.vlm_model_name}")
         processes = f" = {self.dist.world_size} processes x {self.rank_batch_size}" if self.dist.enabled else ""
-        self.log.echo(f"device {self.device} ({self.device_choice.reason}), precision {precision_label(self.device, self.cfg.training.mixed_precision)}, "
-                      f"video decoding {self.data.video_backend}")
+        self.log.echo(
+            f"device {self.device} ({self.device_choice.reason}), "
+            f"precision {precision_label(self.device, self.cfg.training.mixed_precision)}, "
+            f"video decoding {self.data.video_backend}"
+        )
         schema = self.data.schema
-        self.log.echo(f"features: {len(schema.cameras)} cameras ({', '.join(c.removeprefix('observation.images.') for c in schema.cameras)}), "
-                      f"state {schema.state_dim}, action {schema.action_dim}")
-        self.log.echo(f"lr {self.task.training.lr:g}, epochs {self.task.training.max_epoch}, "
-                      f"{self.steps_per_epoch} steps/epoch ({total_steps} total), batch {self.cfg.training.batch_size}{processes}"
-                      + (f" x {accumulation} accumulated = {self.cfg.training.batch_size * accumulation} per step"
-                         if (accumulation := self.cfg.training.gradient_accumulation_steps) > 1 else ""))
+        self.log.echo(
+            f"features: {len(schema.cameras)} cameras "
+            f"({', '.join(c.removeprefix('observation.images.') for c in schema.cameras)}), "
+            f"state {schema.state_dim}, action {schema.action_dim}"
+        )
+        self.log.echo(
+            f"lr {self.task.training.lr:g}, epochs {self.task.training.max_epoch}, "
+            f"{self.steps_per_epoch} steps/epoch ({total_steps} total), batch {self.cfg.training.batch_size}{processes}"
+            + (
+                f" x {accumulation} accumulated = {self.cfg.training.batch_size * accumulation} per step"
+                if (accumulation := self.cfg.training.gradient_accumulation_steps) > 1
+                else ""
+            )
+        )
         self.log.echo(f"replay mix: {mix}; {len(self.sampler)} samples/epoch")
         self.log.echo(f"parameters: {count_parameters(self.policy)}")
 
@@ -295,21 +304,22 @@ class StageRunner:
 
     def _run(self) -> StageResult:
         self._build()
-        ctx = StepContext(
-            policy=self.policy, preprocessor=self.preprocessor, optimizer=self.optimizer, scheduler=self.scheduler,
-            device=self.device, grad_clip_norm=self.cfg.policy.optimizer.grad_clip_norm, autocast=self.autocast,
-            max_consecutive_nonfinite=self.cfg.training.max_consecutive_nonfinite,
-            trainable=[p for p in self.policy.parameters() if p.requires_grad],
-            seed=self.cfg.training.seed, dist=self.dist, accumulation_steps=self.cfg.training.gradient_accumulation_steps,
-        )
+        ctx = self.training.ctx
         max_epoch = self.task.training.max_epoch
         with stop_on_signals() as stop:
             while self.state.epoch < max_epoch:
                 epoch = self.state.epoch + 1
                 self.sampler.set_epoch(epoch, skip_samples=self.state.batches_into_epoch * self.rank_batch_size)
                 started = time.perf_counter()
-                train_epoch(ctx, self.train_loader, self.state, self.steps_per_epoch, self.log.scalar,
-                            desc=f"stage {self.stage} epoch {epoch}/{max_epoch}", stop=stop)
+                train_epoch(
+                    ctx,
+                    self.train_loader,
+                    self.state,
+                    self.steps_per_epoch,
+                    self.log.scalar,
+                    desc=f"stage {self.stage} epoch {epoch}/{max_epoch}",
+                    stop=stop,
+                )
                 self.state.seconds_training += time.perf_counter() - started
                 if self.dist.any(stop.requested):
                     return self._interrupted(stop.signal or signal.SIGTERM)
@@ -326,8 +336,10 @@ class StageRunner:
 
     def _interrupted(self, signum: int) -> StageResult:
         self._save(self.paths.last, self.state.epoch, with_state=True)
-        self.log.echo(f"interrupted by signal {signum} at epoch {self.state.epoch + 1} batch {self.state.batches_into_epoch}: "
-                      f"state saved to {self.paths.last}; rerun the same command to resume")
+        self.log.echo(
+            f"interrupted by signal {signum} at epoch {self.state.epoch + 1} batch {self.state.batches_into_epoch}: "
+            f"state saved to {self.paths.last}; rerun the same command to resume"
+        )
         self.log.close()
         return StageResult("interrupted", criteria_passed=False)
 
@@ -347,20 +359,33 @@ class StageRunner:
 
     def _validate_and_keep_best(self, epoch: int) -> None:
         started = time.perf_counter()
-        losses = validate_tasks(self.policy, self.preprocessor, self.val_loaders, self.device, self.autocast,
-                                echo=self.log.echo, dist=self.dist)
-        forgetting_analysis(losses, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo)
+        losses = validate_tasks(
+            self.policy,
+            self.preprocessor,
+            self.val_loaders,
+            self.device,
+            self.autocast,
+            echo=self.log.echo,
+            dist=self.dist,
+        )
+        forgetting_analysis(
+            losses, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo
+        )
         self.state.seconds_validating += time.perf_counter() - started
         for task_id, loss in losses.items():
             self.log.scalar(f"validation/task{task_id}_loss", loss, self.state.step)
-        self.state.validations.append({"epoch": epoch, "step": self.state.step, "losses": {str(k): v for k, v in losses.items()}})
+        self.state.validations.append(
+            {"epoch": epoch, "step": self.state.step, "losses": {str(k): v for k, v in losses.items()}}
+        )
         current = losses[self.task.id]
         if current < self.state.best_loss:
             self.state.best_loss, self.state.best_epoch = current, epoch
             started = time.perf_counter()
             self._save(self.paths.best_running, epoch)
             self.state.seconds_checkpointing += time.perf_counter() - started
-            self.log.echo(f"  new best on task {self.task.id}: {current:.4f} (epoch {epoch}) -> {self.paths.best_running.name}/")
+            self.log.echo(
+                f"  new best on task {self.task.id}: {current:.4f} (epoch {epoch}) -> {self.paths.best_running.name}/"
+            )
 
     def _own_stage_losses(self) -> dict[int, float]:
         """Loss of each earlier task at the end of its own stage (the forgetting reference)."""
@@ -373,8 +398,13 @@ class StageRunner:
 
     def _save(self, target: Path, epoch: int, with_state: bool = False) -> None:
         meta = {
-            "task_id": self.task.id, "task_name": self.task.name, "stage": self.stage, "epoch": epoch,
-            "step": self.state.step, "stats_hash": self.stats_hash, "schema": self.data.schema.to_dict(),
+            "task_id": self.task.id,
+            "task_name": self.task.name,
+            "stage": self.stage,
+            "epoch": epoch,
+            "step": self.state.step,
+            "stats_hash": self.stats_hash,
+            "schema": self.data.schema.to_dict(),
             "best_loss": self.state.best_loss if math.isfinite(self.state.best_loss) else None,
             "run_id": self.run_id,
         }
@@ -382,8 +412,12 @@ class StageRunner:
         def save() -> None:
             state = None
             if with_state:
-                state = {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                         "loop": asdict(self.state), "rng": rng_state()}
+                state = {
+                    "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(),
+                    "loop": asdict(self.state),
+                    "rng": rng_state(),
+                }
             save_policy_dir(target, self.policy, self.preprocessor, self.postprocessor, self.data.schema, meta, state)
 
         self.dist.main_does(save)
@@ -395,10 +429,19 @@ class StageRunner:
         extra = [t for t in all_ids if t not in self.val_loaders]
         self.val_loaders.update(self._validation_loaders(extra))
         self.log.echo(f"Final evaluation of best (epoch {self.state.best_epoch}) on every curriculum task:")
-        losses = validate_tasks(self.policy, self.preprocessor, self.val_loaders, self.device, self.autocast,
-                                echo=self.log.echo, dist=self.dist)
+        losses = validate_tasks(
+            self.policy,
+            self.preprocessor,
+            self.val_loaders,
+            self.device,
+            self.autocast,
+            echo=self.log.echo,
+            dist=self.dist,
+        )
         seen = {t.id: losses[t.id] for t in self.cfg.seen_tasks}
-        verdicts = forgetting_analysis(seen, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo)
+        verdicts = forgetting_analysis(
+            seen, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo
+        )
         criteria = success_criteria(seen, self.task.id, self.stage, self.cfg.criteria)
         self.log.echo(format_criteria_table(criteria, self.stage))
         passed = all(c.passed for c in criteria)
@@ -407,8 +450,10 @@ class StageRunner:
             return StageResult("complete", criteria_passed=passed, results_path=self.paths.results)
         self.log.echo(f"Stage {self.stage} done: best {self.paths.best}  results {self.paths.results}")
         if not passed:
-            self.log.echo("⚠️  Some success criteria failed (see the table above)." +
-                          (" training.strict_criteria=true: exiting non-zero." if self.cfg.training.strict_criteria else ""))
+            self.log.echo(
+                "⚠️  Some success criteria failed (see the table above)."
+                + (" training.strict_criteria=true: exiting non-zero." if self.cfg.training.strict_criteria else "")
+            )
         self.log.close()
         return StageResult("complete", criteria_passed=passed, results_path=self.paths.results)
 
@@ -424,12 +469,12 @@ class StageRunner:
     def _load_weights(self, policy_dir: Path) -> None:
         from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
-        SmolVLAPolicy._load_as_safetensor(self.policy, str(policy_dir / "model.safetensors"), str(self.device), strict=True)
+        SmolVLAPolicy._load_as_safetensor(self.policy, str(policy_dir / MODEL_FILE), str(self.device), strict=True)
 
     def _publish(self, losses, seen, criteria, verdicts) -> None:
         """Rank 0: best/ from best_running/, the results files, and the clean-up of the run's markers."""
         if self.paths.best_running.is_dir():
-            write_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
+            write_dir_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
         self._warn_stale_later_stages()
         write_json_atomically(self.paths.results, self._results(losses, seen, criteria, verdicts))
         shutil.rmtree(self.paths.best_running, ignore_errors=True)
@@ -440,25 +485,46 @@ class StageRunner:
         cfg, task = self.cfg, self.task
         parent = Path(self.init_path) if self.init_path and Path(str(self.init_path)).is_dir() else None
         return {
-            "task_id": task.id, "task_name": task.name, "stage": self.stage, "description": task.description,
+            "task_id": task.id,
+            "task_name": task.name,
+            "stage": self.stage,
+            "description": task.description,
             "language_instruction": task.language_instruction,
-            "best_loss": self.state.best_loss, "best_epoch": self.state.best_epoch,
+            "best_loss": self.state.best_loss,
+            "best_epoch": self.state.best_epoch,
             "final_validation": {str(k): v for k, v in seen.items()},
             "validation_all_tasks": {str(k): v for k, v in losses.items()},
-            "training_epochs": self.state.epoch, "learning_rate": task.training.lr,
-            "optimizer_steps": self.state.step, "skipped_nonfinite_steps": self.state.skipped_steps,
+            "training_epochs": self.state.epoch,
+            "learning_rate": task.training.lr,
+            "optimizer_steps": self.state.step,
+            "skipped_nonfinite_steps": self.state.skipped_steps,
             "replay_mix": {f"task{k}": v for k, v in cfg.replay_mix(self.stage).items()},
-            "samples_per_epoch": len(self.sampler), "batch_size": cfg.training.batch_size, "seed": cfg.training.seed,
+            "samples_per_epoch": len(self.sampler),
+            "batch_size": cfg.training.batch_size,
+            "seed": cfg.training.seed,
             "gradient_accumulation_steps": cfg.training.gradient_accumulation_steps,
             "effective_batch_size": cfg.training.batch_size * cfg.training.gradient_accumulation_steps,
-            "criteria": [{"task_id": c.task_id, "role": c.role, "loss": c.loss, "limit": c.limit, "passed": c.passed} for c in criteria],
-            "forgetting": [{"task_id": v.task_id, "loss": v.loss, "reference": v.reference, "verdict": v.label} for v in verdicts],
-            "validation_history": self.state.validations, "train_loss_per_epoch": self.state.train_losses,
-            "timings_s": {"training": self.state.seconds_training, "validation": self.state.seconds_validating,
-                          "checkpointing": self.state.seconds_checkpointing},
-            "parent_checkpoint": {"path": str(self.init_path) if self.init_path else None,
-                                  "model_sha256": file_sha256(parent / "model.safetensors") if parent else None},
-            "stats_hash": self.stats_hash, "git_commit": _git_commit(), "config": _resolved_config(cfg),
+            "criteria": [
+                {"task_id": c.task_id, "role": c.role, "loss": c.loss, "limit": c.limit, "passed": c.passed}
+                for c in criteria
+            ],
+            "forgetting": [
+                {"task_id": v.task_id, "loss": v.loss, "reference": v.reference, "verdict": v.label} for v in verdicts
+            ],
+            "validation_history": self.state.validations,
+            "train_loss_per_epoch": self.state.train_losses,
+            "timings_s": {
+                "training": self.state.seconds_training,
+                "validation": self.state.seconds_validating,
+                "checkpointing": self.state.seconds_checkpointing,
+            },
+            "parent_checkpoint": {
+                "path": str(self.init_path) if self.init_path else None,
+                "model_sha256": file_sha256(parent / MODEL_FILE) if parent else None,
+            },
+            "stats_hash": self.stats_hash,
+            "git_commit": _git_commit(),
+            "config": _resolved_config(cfg),
         }
 
 
@@ -476,8 +542,9 @@ def _copy_tree(source: Path, dest: Path) -> None:
 
 def _git_commit() -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -485,5 +552,5 @@ def _git_commit() -> str | None:
 def _resolved_config(cfg: Config) -> dict:
     data = asdict(cfg)
     data.pop("tasks", None)
-    data["data_roots"] = {task.name: task.data.root for task in cfg.tasks}  # read back by curriculum/recorded.py
+    data["data_roots"] = {task.name: task.data.root for task in cfg.tasks}  # read back by recorded.py
     return data

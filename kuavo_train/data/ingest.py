@@ -26,7 +26,7 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 
 from kuavo_train.data.source import DEPTH_PREFIX, SourceInfo, read_source_info
-from kuavo_train.errors import KuavoError
+from kuavo_train.errors import KuavoError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,9 @@ def _convert_into(info: SourceInfo, target: Path, *, keep_depth: bool) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     started = time.perf_counter()
-    print(f"converting {info.root} (v2.1, {info.total_episodes} episodes) into the cache {target} (once) ...", flush=True)
+    print(
+        f"converting {info.root} (v2.1, {info.total_episodes} episodes) into the cache {target} (once) ...", flush=True
+    )
     try:
         with quiet_conversion(v21):
             _run_converter(v21, info, work, target, keep_depth=keep_depth)
@@ -80,7 +82,8 @@ def _convert_into(info: SourceInfo, target: Path, *, keep_depth: bool) -> None:
         raise
     except Exception as exc:
         raise KuavoError(
-            f"converting {info.root} from v2.1 to v3.0 failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}; "
+            f"converting {info.root} from v2.1 to v3.0 failed: "
+            f"{type(exc).__name__}: {first_line(exc)}; "
             f"run `kuavo-train check-data {info.root}` to find the defect"
         ) from exc
     finally:
@@ -99,8 +102,13 @@ class _SayOnce(logging.Filter):
             return False
         _SayOnce.said = True
         fields = record.getMessage().split(":", 1)[1].split(". These", 1)[0].strip()
-        record.msg, record.args = (f"lerobot: v2.1 meta/info.json fields {fields} have no place in format v3.0 and are "
-                                   "dropped by the conversion (harmless; said once)"), ()
+        record.msg, record.args = (
+            (
+                f"lerobot: v2.1 meta/info.json fields {fields} have no place in format v3.0 and are "
+                "dropped by the conversion (harmless; said once)"
+            ),
+            (),
+        )
         return True
 
 
@@ -137,7 +145,9 @@ def _run_converter(v21, info: SourceInfo, work: Path, target: Path, *, keep_dept
     videos_meta = v21.convert_videos(staging, converted, v21.DEFAULT_VIDEO_FILE_SIZE_IN_MB)
     v21.convert_episodes_metadata(staging, converted, episodes_meta, videos_meta)
     (converted / _CONVERTED_MARKER).write_text(
-        json.dumps({"source": str(info.root.resolve()), "keep_depth": keep_depth, "recipe": _INGEST_RECIPE_VERSION}, indent=2)
+        json.dumps(
+            {"source": str(info.root.resolve()), "keep_depth": keep_depth, "recipe": _INGEST_RECIPE_VERSION}, indent=2
+        )
     )
     if target.exists():
         shutil.rmtree(target)  # an incomplete conversion of ours (no marker): safe to replace

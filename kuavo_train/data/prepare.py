@@ -24,13 +24,9 @@ from kuavo_train.data.stats import dataset_moments, load_stats, merged_stats, sa
 from kuavo_train.data.task_dataset import TaskDataset
 from kuavo_train.data.video import resolve_video_backend
 from kuavo_train.errors import KuavoError
+from kuavo_train.layout import RunPaths
 
 logger = logging.getLogger(__name__)
-
-SCHEMA_FILE = "feature_schema.json"
-SPLITS_FILE = "splits.json"
-STATS_FILE = "normalization_stats.json"
-DATA_FINGERPRINT_FILE = "data_fingerprint.json"
 
 
 @dataclass
@@ -50,13 +46,14 @@ def prepare_curriculum_data(cfg: Config, run_root: Path) -> CurriculumData:
     per_task = [_task_features(task, infos[task.id]) for task in cfg.tasks]
     schema = build_feature_schema(per_task)
     v30_roots = {
-        task.id: ingest_dataset(task.data.root, cfg.data.cache_dir, keep_depth=cfg.data.keep_depth) for task in cfg.tasks
+        task.id: ingest_dataset(task.data.root, cfg.data.cache_dir, keep_depth=cfg.data.keep_depth)
+        for task in cfg.tasks
     }
     _check_same_data_as_before(run_root, v30_roots)
     wanted = {task.id: (_episodes_of(task, infos[task.id]), cfg.training.validation_episodes) for task in cfg.tasks}
-    splits = load_or_create_splits(run_root / SPLITS_FILE, wanted, cfg.training.seed)
+    splits = load_or_create_splits(RunPaths(run_root).splits, wanted, cfg.training.seed)
     stats = _load_or_compute_stats(run_root, schema, v30_roots, splits)
-    schema.save(run_root / SCHEMA_FILE)
+    schema.save(RunPaths(run_root).feature_schema)
     return CurriculumData(schema=schema, stats=stats, splits=splits, v30_roots=v30_roots, video_backend=video_backend)
 
 
@@ -67,17 +64,21 @@ def _check_cameras_exist_somewhere(cfg: Config, infos: dict[int, SourceInfo]) ->
     for task in cfg.tasks:
         info = infos[task.id]
         if not any(c in info.camera_keys for c in task.data.cameras):
-            raise KuavoError(f"task {task.name} ({info.root}): none of its cameras {task.data.cameras} is in the dataset "
-                             f"(it has {info.camera_keys}); a task needs at least one real camera: fix task.data.cameras")
+            raise KuavoError(
+                f"task {task.name} ({info.root}): none of its cameras {task.data.cameras} is in the dataset "
+                f"(it has {info.camera_keys}); a task needs at least one real camera: fix task.data.cameras"
+            )
         nowhere = [c for c in task.data.cameras if c not in info.camera_keys and c not in recorded]
         if nowhere:
-            raise KuavoError(f"task {task.name} ({info.root}): camera(s) {nowhere} not in the dataset (it has "
-                             f"{info.camera_keys}) nor in any other task's; fix task.data.cameras or the export")
+            raise KuavoError(
+                f"task {task.name} ({info.root}): camera(s) {nowhere} not in the dataset (it has "
+                f"{info.camera_keys}) nor in any other task's; fix task.data.cameras or the export"
+            )
 
 
 def _check_same_data_as_before(run_root: Path, v30_roots: dict[int, Path]) -> None:
     """The stats and splits of a run belong to the data they were computed on."""
-    path = run_root / DATA_FINGERPRINT_FILE
+    path = RunPaths(run_root).data_fingerprint
     current = {str(task_id): root.name for task_id, root in v30_roots.items()}
     if path.is_file():
         saved = json.loads(path.read_text())
@@ -101,10 +102,16 @@ def _task_features(task: TaskConfig, info: SourceInfo) -> tuple[TaskFeatures, di
             raise KuavoError(f"{where}: feature '{key}' is missing from meta/info.json")
         if expected is not None and found != expected:
             name = "state_dim" if key == STATE else "action_dim"
-            raise KuavoError(f"{where}: '{key}' has {found} dims but the task file expects {expected}; fix task.data.{name} or the data")
+            raise KuavoError(
+                f"{where}: '{key}' has {found} dims but the task file expects {expected}; "
+                f"fix task.data.{name} or the data"
+            )
         dims[key] = found
-    cameras = {c: tuple(int(s) for s in _chw(info.features[c]["shape"], info.features[c].get("names")))
-               for c in task.data.cameras if c in info.camera_keys}
+    cameras = {
+        c: tuple(int(s) for s in _chw(info.features[c]["shape"], info.features[c].get("names")))
+        for c in task.data.cameras
+        if c in info.camera_keys
+    }
     features = TaskFeatures(task.id, task.name, task.language_instruction, dims[STATE], dims[ACTION])
     return features, cameras, info.fps
 
@@ -122,16 +129,22 @@ def _episodes_of(task: TaskConfig, info: SourceInfo) -> list[int]:
         return available
     unknown = sorted(set(task.data.episodes_to_use) - set(available))
     if unknown:
-        raise KuavoError(f"task {task.name}: data.episodes_to_use lists episodes {unknown[:10]} that {info.root} does not have (0..{len(available) - 1})")
+        raise KuavoError(
+            f"task {task.name}: data.episodes_to_use lists episodes {unknown[:10]} "
+            f"that {info.root} does not have (0..{len(available) - 1})"
+        )
     return sorted(set(task.data.episodes_to_use))
 
 
 def _load_or_compute_stats(run_root: Path, schema: FeatureSchema, v30_roots: dict[int, Path], splits) -> dict:
-    path = run_root / STATS_FILE
+    path = RunPaths(run_root).stats
     if path.is_file():
         stats = load_stats(path)
         if len(stats[STATE]["mean"]) != schema.state_dim or len(stats[ACTION]["mean"]) != schema.action_dim:
-            raise KuavoError(f"{path} was computed for other state/action sizes than the curriculum's data; use a new training.output_directory")
+            raise KuavoError(
+                f"{path} was computed for other state/action sizes than the curriculum's data; "
+                "use a new training.output_directory"
+            )
         return stats
     logger.info("computing normalization stats over all %d curriculum tasks", len(v30_roots))
     per_task = [dataset_moments(v30_roots[task.task_id], splits[task.task_id].train) for task in schema.tasks]
@@ -144,8 +157,14 @@ def _load_or_compute_stats(run_root: Path, schema: FeatureSchema, v30_roots: dic
 
 
 def task_dataset(data: CurriculumData, task_id: int, episodes: list[int], chunk_size: int) -> TaskDataset:
-    return TaskDataset(data.v30_roots[task_id], data.schema.task(task_id), data.schema, episodes, chunk_size,
-                       video_backend=data.video_backend)
+    return TaskDataset(
+        data.v30_roots[task_id],
+        data.schema.task(task_id),
+        data.schema,
+        episodes,
+        chunk_size,
+        video_backend=data.video_backend,
+    )
 
 
 def replay_episodes(split: EpisodeSplit, cap: int | None, seed: int, task_id: int) -> list[int]:
@@ -165,16 +184,23 @@ def fixed_epoch_samples(cfg: Config) -> int | None:
     return None if steps is None else steps * cfg.training.batch_size * cfg.training.gradient_accumulation_steps
 
 
-def build_training_stream(cfg: Config, data: CurriculumData, stage: int, seed: int,
-                          num_replicas: int = 1, rank: int = 0) -> tuple[ConcatDataset, ReplayMixSampler]:
+def build_training_stream(
+    cfg: Config, data: CurriculumData, stage: int, seed: int, num_replicas: int = 1, rank: int = 0
+) -> tuple[ConcatDataset, ReplayMixSampler]:
     """The stage's mixed training dataset and its sampler (replay of earlier tasks at the configured shares)."""
     mix = cfg.replay_mix(stage)
     current = cfg.tasks[stage - 1].id
     datasets = []
     for task_id in mix:
         split = data.splits[task_id]
-        episodes = split.train if task_id == current else replay_episodes(split, cfg.sequential.replay_max_episodes_per_task, seed, task_id)
+        episodes = (
+            split.train
+            if task_id == current
+            else replay_episodes(split, cfg.sequential.replay_max_episodes_per_task, seed, task_id)
+        )
         datasets.append(task_dataset(data, task_id, episodes, cfg.policy.chunk_size))
-    sizes = {task_id: len(ds) for task_id, ds in zip(mix, datasets)}
-    sampler = ReplayMixSampler(sizes, mix, current, seed, num_replicas=num_replicas, rank=rank, total=fixed_epoch_samples(cfg))
+    sizes = {task_id: len(ds) for task_id, ds in zip(mix, datasets, strict=True)}
+    sampler = ReplayMixSampler(
+        sizes, mix, current, seed, num_replicas=num_replicas, rank=rank, total=fixed_epoch_samples(cfg)
+    )
     return ConcatDataset(datasets), sampler

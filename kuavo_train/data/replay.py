@@ -40,8 +40,16 @@ class ReplayMixSampler(Sampler[int]):
         total: samples per epoch (all ranks) instead of the current task's frames / its share.
     """
 
-    def __init__(self, task_sizes: dict[int, int], mix: dict[int, float], current_task: int, seed: int,
-                 num_replicas: int = 1, rank: int = 0, total: int | None = None):
+    def __init__(
+        self,
+        task_sizes: dict[int, int],
+        mix: dict[int, float],
+        current_task: int,
+        seed: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        total: int | None = None,
+    ):
         self.task_sizes = dict(task_sizes)
         self.mix = {task: share for task, share in mix.items() if share > 0}
         self.offsets = {}
@@ -49,7 +57,9 @@ class ReplayMixSampler(Sampler[int]):
         for task, size in self.task_sizes.items():
             self.offsets[task] = offset
             offset += size
-        self.total = samples_per_epoch(self.task_sizes[current_task], self.mix[current_task]) if total is None else total
+        self.total = (
+            samples_per_epoch(self.task_sizes[current_task], self.mix[current_task]) if total is None else total
+        )
         self.counts = task_counts(self.total, self.mix)
         self.seed, self.epoch = seed, 0
         self.num_replicas, self.rank = num_replicas, rank

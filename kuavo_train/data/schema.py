@@ -51,7 +51,9 @@ class FeatureSchema:
         for item in self.tasks:
             if item.task_id == task_id:
                 return item
-        raise KuavoError(f"task id {task_id} is not part of this model's schema (ids: {[t.task_id for t in self.tasks]})")
+        raise KuavoError(
+            f"task id {task_id} is not part of this model's schema (ids: {[t.task_id for t in self.tasks]})"
+        )
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -65,7 +67,9 @@ class FeatureSchema:
             state_dim=int(data["state_dim"]),
             action_dim=int(data["action_dim"]),
             fps=float(data["fps"]),
-            tasks=tuple(TaskFeatures(**{**t, "missing_cameras": tuple(t.get("missing_cameras", ()))}) for t in data["tasks"]),
+            tasks=tuple(
+                TaskFeatures(**{**t, "missing_cameras": tuple(t.get("missing_cameras", ()))}) for t in data["tasks"]
+            ),
         )
 
     def save(self, path: Path) -> None:
@@ -83,15 +87,21 @@ def build_feature_schema(per_task: list[tuple[TaskFeatures, dict[str, tuple[int,
     fps_values = {fps for _, _, fps in per_task}
     if len(fps_values) > 1:
         detail = ", ".join(f"{t.name}={fps:g}" for t, _, fps in per_task)
-        raise KuavoError(f"the curriculum's datasets have different fps ({detail}); resample them to one fps before training")
+        raise KuavoError(
+            f"the curriculum's datasets have different fps ({detail}); resample them to one fps before training"
+        )
     cameras: dict[str, tuple[int, int, int]] = {}
     for task, task_cameras, _ in per_task:
         for key, shape in task_cameras.items():
             if cameras.setdefault(key, tuple(shape)) != tuple(shape):
-                raise KuavoError(f"camera {key} is {tuple(shape)} in task {task.name} but {cameras[key]} in an earlier task; "
-                                 "tasks share batches, so export every task's camera at one resolution")
-    tasks = tuple(replace(t, missing_cameras=tuple(c for c in cameras if c not in task_cameras))
-                  for t, task_cameras, _ in per_task)
+                raise KuavoError(
+                    f"camera {key} is {tuple(shape)} in task {task.name} but {cameras[key]} in an earlier task; "
+                    "tasks share batches, so export every task's camera at one resolution"
+                )
+    tasks = tuple(
+        replace(t, missing_cameras=tuple(c for c in cameras if c not in task_cameras))
+        for t, task_cameras, _ in per_task
+    )
     return FeatureSchema(
         cameras=cameras,
         state_dim=max(t.state_dim for t, _, _ in per_task),

@@ -59,19 +59,27 @@ def read_source_info(root: str | Path) -> SourceInfo:
     """Parse ``<root>/meta/info.json`` (+ v2.1 jsonl metadata) or raise a one-line ``KuavoError``."""
     root = Path(root).expanduser()
     if not root.exists():
-        raise KuavoError(f"dataset dir {root} does not exist; set task.data.root (or data.roots.<task>) to your LeRobot dataset")
+        raise KuavoError(
+            f"dataset dir {root} does not exist; set task.data.root (or data.roots.<task>) to your LeRobot dataset"
+        )
     if not root.is_dir():
-        raise KuavoError(f"dataset path {root} is not a directory; point it at the dataset root (the dir holding meta/)")
+        raise KuavoError(
+            f"dataset path {root} is not a directory; point it at the dataset root (the dir holding meta/)"
+        )
     info_path = root / "meta" / "info.json"
     if not info_path.is_file():
-        raise KuavoError(f"{root} is not a LeRobot dataset: {info_path} is missing; point data.root at the dir that holds meta/info.json")
+        raise KuavoError(
+            f"{root} is not a LeRobot dataset: {info_path} is missing; "
+            "point data.root at the dir that holds meta/info.json"
+        )
     raw = _load_json(info_path)
     if not isinstance(raw, dict):
         raise KuavoError(f"{info_path} must hold a JSON object; restore it from the original export")
     version = str(raw.get("codebase_version", "unknown"))
     if version not in SUPPORTED_VERSIONS:
         raise KuavoError(
-            f"{info_path}: codebase_version '{version}' is not supported (need v2.1 or v3.0); re-export the dataset with a recent LeRobot/Kuavo exporter"
+            f"{info_path}: codebase_version '{version}' is not supported (need v2.1 or v3.0); "
+            "re-export the dataset with a recent LeRobot/Kuavo exporter"
         )
     for key in ("features", "fps"):
         if key not in raw:
@@ -88,13 +96,18 @@ def read_source_info(root: str | Path) -> SourceInfo:
             total_frames=int(raw.get("total_frames") or 0),
         )
     except (TypeError, ValueError) as exc:
-        raise KuavoError(f"{info_path}: fps/total_episodes/total_frames must be numbers ({exc}); restore the file from the export") from exc
+        raise KuavoError(
+            f"{info_path}: fps/total_episodes/total_frames must be numbers ({exc}); restore the file from the export"
+        ) from exc
     if version == "v2.1":
         _read_v21_metadata(info)
     else:
         info.data_files = sorted((root / "data").glob("*/*.parquet"))
     if info.total_episodes == 0 or info.total_frames == 0 or not info.data_files:
-        raise KuavoError(f"{root} holds no episodes (total_episodes={info.total_episodes}, data files={len(info.data_files)}); record or export data first")
+        raise KuavoError(
+            f"{root} holds no episodes (total_episodes={info.total_episodes}, data files={len(info.data_files)}); "
+            "record or export data first"
+        )
     return info
 
 
@@ -116,14 +129,17 @@ def _read_v21_metadata(info: SourceInfo) -> None:
         info.tasks = [row["task"] for row in _load_jsonl(meta / "tasks.jsonl")]
         indices = sorted(int(row["episode_index"]) for row in info.episodes)
     except (KeyError, TypeError, ValueError) as exc:
-        raise KuavoError(f"{meta}: a row of tasks.jsonl/episodes.jsonl lacks 'task'/'episode_index' ({exc}); re-export the dataset") from exc
+        raise KuavoError(
+            f"{meta}: a row of tasks.jsonl/episodes.jsonl lacks 'task'/'episode_index' ({exc}); re-export the dataset"
+        ) from exc
     info.data_files = sorted((info.root / "data").glob("chunk-*/episode_*.parquet"))
     if indices != list(range(len(indices))):
         raise KuavoError(f"{meta / 'episodes.jsonl'}: episode_index values must be 0..{len(indices) - 1} without gaps")
     file_indices = sorted(int(path.stem.removeprefix("episode_")) for path in info.data_files)
     if info.data_files and file_indices != indices:
         raise KuavoError(
-            f"{info.root}/data holds episode files {_brief(file_indices)} but meta/episodes.jsonl lists {_brief(indices)}; "
+            f"{info.root}/data holds episode files {_brief(file_indices)} "
+            f"but meta/episodes.jsonl lists {_brief(indices)}; "
             "the export is incomplete or mixed, re-export it"
         )
 
@@ -148,5 +164,7 @@ def _load_jsonl(path: Path) -> list[dict]:
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError as exc:
-                raise KuavoError(f"{path}:{number} is not valid JSON ({exc.msg}); restore it from the original export") from exc
+                raise KuavoError(
+                    f"{path}:{number} is not valid JSON ({exc.msg}); restore it from the original export"
+                ) from exc
     return rows

@@ -83,12 +83,17 @@ def dataset_moments(v30_root: Path, episodes: list[int] | None = None) -> dict[s
         values = np.stack(table.column(key).to_numpy(zero_copy_only=False))[keep]
         if not np.isfinite(values).all():
             bad = int((~np.isfinite(values)).any(axis=1).sum())
-            raise KuavoError(f"{v30_root}: '{key}' has {bad} frames with NaN/inf; run `kuavo-train check-data` on the source and fix or drop those episodes")
+            raise KuavoError(
+                f"{v30_root}: '{key}' has {bad} frames with NaN/inf; "
+                "run `kuavo-train check-data` on the source and fix or drop those episodes"
+            )
         result[key] = Moments.of(values)
     return result
 
 
-def merged_stats(per_task: list[dict[str, Moments]], state_dim: int, action_dim: int) -> dict[str, dict[str, np.ndarray]]:
+def merged_stats(
+    per_task: list[dict[str, Moments]], state_dim: int, action_dim: int
+) -> dict[str, dict[str, np.ndarray]]:
     """One lerobot-style stats dict ({key: {mean, std, min, max, count}}) over all tasks."""
     stats = {}
     for key, dim in ((STATE, state_dim), (ACTION, action_dim)):

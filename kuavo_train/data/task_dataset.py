@@ -49,13 +49,21 @@ class TaskDataset(Dataset):
     """Frames of some episodes of one task, padded to the schema, with the task's instruction.
 
     Each item: camera images (3, H, W) uint8, whether stored as mp4 or as PNG (``policy.loss.prepare_batch``
-    makes them float in [0, 1] on the device, the values lerobot's own decoding gives), ``observation.state`` (S,), ``action``
-    (T, A) with ``action_is_pad`` (T,), ``action_dim_mask`` (A,), ``task`` (str), ``task_id``,
+    makes them float in [0, 1] on the device, the values lerobot's own decoding gives), ``observation.state`` (S,),
+    ``action`` (T, A) with ``action_is_pad`` (T,), ``action_dim_mask`` (A,), ``task`` (str), ``task_id``,
     ``sample_seed`` (int, fixes validation noise). S, A are the schema's union sizes.
     """
 
-    def __init__(self, v30_root: Path, task: TaskFeatures, schema: FeatureSchema, episodes: list[int], chunk_size: int,
-                 *, video_backend: str):
+    def __init__(
+        self,
+        v30_root: Path,
+        task: TaskFeatures,
+        schema: FeatureSchema,
+        episodes: list[int],
+        chunk_size: int,
+        *,
+        video_backend: str,
+    ):
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
         keep_decoders_per_process()
@@ -67,8 +75,13 @@ class TaskDataset(Dataset):
         # just to read their actions. Chunks come from the action column, cached once, instead.
         # uint8 video frames: a quarter of the bytes through worker shared memory, pinned buffers and the
         # host-to-device copy; they become float after the copy.
-        self.inner = LeRobotDataset(repo_id=f"kuavo/{task.name}", root=v30_root, episodes=self.episodes,
-                                    video_backend=video_backend, return_uint8=True)
+        self.inner = LeRobotDataset(
+            repo_id=f"kuavo/{task.name}",
+            root=v30_root,
+            episodes=self.episodes,
+            video_backend=video_backend,
+            return_uint8=True,
+        )
         self._actions, self._episode_end = _action_table(self.inner)
         self._dim_mask = action_dim_mask(task.action_dim, schema.action_dim)
         # Cameras this task's data lacks: a blank image, masked out by its padding mask.
@@ -87,8 +100,10 @@ class TaskDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         item = self.inner[index]
         actions, is_pad = self.action_chunk(index)
-        sample = {camera: self._blank[camera] if camera in self._blank else as_uint8_image(item[camera])
-                  for camera in self.schema.cameras}
+        sample = {
+            camera: self._blank[camera] if camera in self._blank else as_uint8_image(item[camera])
+            for camera in self.schema.cameras
+        }
         if self.schema.masks_cameras:
             for camera in self.schema.cameras:
                 sample[camera_padding_mask_key(camera)] = torch.tensor(camera not in self._blank)

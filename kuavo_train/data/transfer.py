@@ -1,8 +1,8 @@
 """Batches cross from loader workers to the trainer as one shared-memory buffer.
 
 A DataLoader worker hands every tensor of a batch over through its own shared-memory segment and
-file descriptor; the trainer pays about 0.4 ms per tensor to receive them (measured:
-docs/performance.md), about 5 ms for our 9-tensor batches. Packing the batch into one buffer in
+file descriptor, and the trainer pays a fixed cost per segment to receive them (9 tensors per batch
+here). Packing the batch into one buffer in
 the worker makes it one segment; the trainer gets views into it, pinned in one copy on CUDA.
 """
 
@@ -17,7 +17,9 @@ from torch.utils.data import DataLoader
 from torch.utils.data._utils.collate import default_collate
 from torch.utils.data._utils.pin_memory import pin_memory
 
-_ALIGN = 16  # byte offset of every tensor in the buffer: a multiple of every dtype's size, so each can be viewed in place
+_ALIGN = (
+    16  # byte offset of every tensor in the buffer: a multiple of every dtype's size, so each can be viewed in place
+)
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class PackedBatch:
         values = dict(self.others)
         for key, dtype, shape, offset in self.layout:
             nbytes = math.prod(shape) * dtype.itemsize
-            values[key] = self.buffer[offset:offset + nbytes].view(dtype).view(shape)
+            values[key] = self.buffer[offset : offset + nbytes].view(dtype).view(shape)
         return {key: values[key] for key in self.keys}
 
 
@@ -111,7 +113,9 @@ def shared_memory_problem(need: int, free: int | None) -> str | None:
     """Why the loader workers would crash (bus error / 'unable to write to file </torch_...>'), or None."""
     if need == 0 or free is None or free >= need:
         return None
-    return (f"{SHM_DIR} has {free / 2**20:.0f} MiB free but the loader workers need about {need / 2**20:.0f} MiB "
-            f"(training.num_workers x {2 * PREFETCH_FACTOR} batches + 1); in Docker start the container with "
-            f"--shm-size={max(2, math.ceil(2 * need / 2**30))}g (or --ipc=host), or lower training.num_workers "
-            "(0 = no shared memory) or training.batch_size")
+    return (
+        f"{SHM_DIR} has {free / 2**20:.0f} MiB free but the loader workers need about {need / 2**20:.0f} MiB "
+        f"(training.num_workers x {2 * PREFETCH_FACTOR} batches + 1); in Docker start the container with "
+        f"--shm-size={max(2, math.ceil(2 * need / 2**30))}g (or --ipc=host), or lower training.num_workers "
+        "(0 = no shared memory) or training.batch_size"
+    )

@@ -37,9 +37,13 @@ def resolve_video_backend(requested: str) -> str:
     if problem is None:
         return "torchcodec"
     if requested == "torchcodec":
-        raise KuavoError(f"data.video_backend=torchcodec, but torchcodec cannot load FFmpeg ({problem}); install FFmpeg's "
-                         "shared libraries (Debian/Ubuntu: apt-get install ffmpeg) or set data.video_backend=pyav")
-    logger.info("video decoding with pyav: torchcodec cannot load FFmpeg (%s); install FFmpeg for ~3x faster decoding", problem)
+        raise KuavoError(
+            f"data.video_backend=torchcodec, but torchcodec cannot load FFmpeg ({problem}); install FFmpeg's "
+            "shared libraries (Debian/Ubuntu: apt-get install ffmpeg) or set data.video_backend=pyav"
+        )
+    logger.info(
+        "video decoding with pyav: torchcodec cannot load FFmpeg (%s); install FFmpeg for ~3x faster decoding", problem
+    )
     return "pyav"
 
 

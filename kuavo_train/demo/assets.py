@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kuavo_train.config.schema import Config
-from kuavo_train.demo.synthetic_data import SyntheticTaskSpec, write_synthetic_task
+from kuavo_train.demo.synthetic import SyntheticTaskSpec, write_synthetic_task
 from kuavo_train.demo.tiny_backbone import build_tiny_backbone
 
 
@@ -25,10 +25,22 @@ class DemoDataSize:
 def ensure_demo_assets(cfg: Config, size: DemoDataSize = DemoDataSize(), seed: int = 0) -> None:
     """Build the backbone named by ``policy.vlm_model_name`` and each task's data at its root, if absent."""
     build_tiny_backbone(
-        Path(cfg.policy.vlm_model_name), seed=seed, instructions=[t.language_instruction for t in cfg.tasks],
-        image_size=cfg.policy.resize_imgs_with_padding[0], num_text_layers=cfg.policy.num_vlm_layers,
+        Path(cfg.policy.vlm_model_name),
+        seed=seed,
+        instructions=[t.language_instruction for t in cfg.tasks],
+        image_size=cfg.policy.resize_imgs_with_padding[0],
+        num_text_layers=cfg.policy.num_vlm_layers,
     )
     for task in cfg.tasks:
-        spec = SyntheticTaskSpec(task_id=task.id, instruction=task.language_instruction, action_dim=task.data.action_dim or 16)
-        write_synthetic_task(Path(task.data.root), spec, num_episodes=size.num_episodes, min_len=size.min_len,
-                             max_len=size.max_len, image_hw=size.image_hw, seed=seed + task.id)
+        spec = SyntheticTaskSpec(
+            task_id=task.id, instruction=task.language_instruction, action_dim=task.data.action_dim or 16
+        )
+        write_synthetic_task(
+            Path(task.data.root),
+            spec,
+            num_episodes=size.num_episodes,
+            min_len=size.min_len,
+            max_len=size.max_len,
+            image_hw=size.image_hw,
+            seed=seed + task.id,
+        )

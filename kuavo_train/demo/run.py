@@ -7,6 +7,7 @@ from pathlib import Path
 
 from kuavo_train.config.args import parse_config_args
 from kuavo_train.config.load import load_config
+from kuavo_train.curriculum.paths import stage_paths
 from kuavo_train.curriculum.run_all import run_all
 from kuavo_train.demo.assets import ensure_demo_assets
 from kuavo_train.evaluation.instruction_following import evaluate_main
@@ -30,7 +31,7 @@ def run_demo(argv: list[str]) -> int:
     code = run_all(config_dir, config_name, overrides)
     if code != 0:
         return code
-    final = Path(cfg.training.output_directory) / cfg.tasks[-1].dirname / "best"
+    final = stage_paths(cfg, cfg.tasks[-1]).best
     print("\nLanguage switching of the final model:")
     evaluate_main([str(final), "--max-frames=200"])
     report = write_report(Path(cfg.training.output_directory))

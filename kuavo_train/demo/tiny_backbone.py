@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kuavo_train.errors import KuavoError
+from kuavo_train.errors import KuavoError, guarded
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerFast, SmolVLMConfig, SmolVLMProcessor
@@ -196,7 +196,6 @@ def _write_backbone(path: Path, spec: TinyBackboneSpec) -> None:
     import tokenizers
     import torch
     import transformers
-
     from transformers.utils import logging as hf_logging
 
     tokenizer = train_tokenizer(spec.instructions)
@@ -342,18 +341,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--num-text-layers", type=int, default=4, help="text (VLM) transformer layers")
     parser.add_argument("--instructions-from", type=Path, help="dir of task *.yaml with `language_instruction`")
     args = parser.parse_args(argv)
-    try:
-        instructions = read_instructions(args.instructions_from) if args.instructions_from else []
-        out = build_tiny_backbone(
-            args.out,
-            seed=args.seed,
-            instructions=instructions,
-            image_size=args.image_size,
-            num_text_layers=args.num_text_layers,
-        )
-    except KuavoError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return guarded(lambda: _build_and_print(args))
+
+
+def _build_and_print(args: argparse.Namespace) -> int:
+    instructions = read_instructions(args.instructions_from) if args.instructions_from else []
+    out = build_tiny_backbone(
+        args.out,
+        seed=args.seed,
+        instructions=instructions,
+        image_size=args.image_size,
+        num_text_layers=args.num_text_layers,
+    )
     print(out)
     return 0
 

@@ -32,35 +32,49 @@ import io
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
-from kuavo_train.errors import KuavoError
-from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import (
+from kuavo_train.deploy.latency import format_latency, measure_select_action_latency
+from kuavo_train.deploy.readme import readme_text
+from kuavo_train.errors import KuavoError, guarded
+from kuavo_train.layout import (
     CHECKPOINT_META_FILE,
     CONFIG_FILE,
+    EXPORT_META_FILE,
     MODEL_FILE,
     POSTPROCESSOR_FILE,
     PREPROCESSOR_FILE,
     SCHEMA_FILE,
-    TOKENIZER_STEP,
-    check_checkpoint_dir,
 )
+from kuavo_train.layout import (
+    EXPORT_README_FILE as README_FILE,
+)
+from kuavo_train.layout import (
+    EXPORT_VLM_DIR as VLM_DIR,
+)
+from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import TOKENIZER_STEP, check_checkpoint_dir
 
-# Name of the VLM files' folder inside an export, stored as vlm_model_name / tokenizer_name.
-VLM_DIR = "vlm"
-EXPORT_META_FILE = "kuavo_export.json"
-README_FILE = "README.txt"
 EXPORT_FORMAT = 1
 # Weight files of a transformers model folder: never copied (model.safetensors of the checkpoint has them).
-WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".onnx", ".gguf", ".tflite", ".ot",
-                   ".npz")
+WEIGHT_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".ckpt",
+    ".h5",
+    ".msgpack",
+    ".onnx",
+    ".gguf",
+    ".tflite",
+    ".ot",
+    ".npz",
+)
 WEIGHT_INDEX_SUFFIXES = (".safetensors.index.json", ".bin.index.json")
 
 
@@ -86,8 +100,14 @@ class ExportResult:
 # ---------------------------------------------------------------------------------------------- export
 
 
-def export_policy(checkpoint: str | Path, out_dir: str | Path, *, vlm_model_name: str | Path | None = None,
-                  verify: bool = True, cache_dir: str | Path | None = None) -> ExportResult:
+def export_policy(
+    checkpoint: str | Path,
+    out_dir: str | Path,
+    *,
+    vlm_model_name: str | Path | None = None,
+    verify: bool = True,
+    cache_dir: str | Path | None = None,
+) -> ExportResult:
     """Write the self-contained deployment folder of ``checkpoint`` at ``out_dir`` (see the module docstring).
 
     ``vlm_model_name``: take the VLM files from this local dir or hub id instead of the checkpoint's
@@ -99,8 +119,10 @@ def export_policy(checkpoint: str | Path, out_dir: str | Path, *, vlm_model_name
     out = _check_out_dir(Path(out_dir).expanduser().resolve(), checkpoint)
     config = _read_json(checkpoint / CONFIG_FILE)
     if config.get("type") != "smolvla":
-        raise KuavoError(f"{checkpoint / CONFIG_FILE} is a '{config.get('type', '?')}' policy; only smolvla checkpoints "
-                         "can be exported")
+        raise KuavoError(
+            f"{checkpoint / CONFIG_FILE} is a '{config.get('type', '?')}' policy; only smolvla checkpoints "
+            "can be exported"
+        )
     vlm = locate_vlm(checkpoint, str(config.get("vlm_model_name") or ""), vlm_model_name, cache_dir=cache_dir)
     vlm_files = _vlm_files(vlm)
     policy_files = _policy_files(checkpoint)
@@ -149,7 +171,9 @@ def _write_new_dir(target: Path, fill) -> None:
             os.rename(tmp, target)
         except OSError as exc:
             if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
-                raise KuavoError(f"export target {target} was created by something else meanwhile; pass a new dir") from exc
+                raise KuavoError(
+                    f"export target {target} was created by something else meanwhile; pass a new dir"
+                ) from exc
             raise KuavoError(f"cannot move the export into {target} ({exc.strerror}); pass a writable new dir") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -165,8 +189,9 @@ def _check_out_dir(out: Path, checkpoint: Path) -> Path:
     return out
 
 
-def locate_vlm(checkpoint: Path, saved: str, override: str | Path | None = None, *,
-               cache_dir: str | Path | None = None) -> VlmSource:
+def locate_vlm(
+    checkpoint: Path, saved: str, override: str | Path | None = None, *, cache_dir: str | Path | None = None
+) -> VlmSource:
     """The dir holding the VLM backbone's files: ``override`` or the checkpoint's ``vlm_model_name``.
 
     A local dir is used as is; a name relative to the checkpoint that is a dir inside it (an export's
@@ -174,8 +199,10 @@ def locate_vlm(checkpoint: Path, saved: str, override: str | Path | None = None,
     """
     name = str(override) if override is not None else saved
     if not name:
-        raise KuavoError(f"{checkpoint / CONFIG_FILE} has no vlm_model_name; pass --vlm-model-name DIR (the VLM backbone's "
-                         "folder with config.json and tokenizer/processor files)")
+        raise KuavoError(
+            f"{checkpoint / CONFIG_FILE} has no vlm_model_name; pass --vlm-model-name DIR (the VLM backbone's "
+            "folder with config.json and tokenizer/processor files)"
+        )
     local = Path(name).expanduser()
     if override is None and not local.is_absolute() and (checkpoint / name).is_dir():  # an export's own vlm/ first
         return VlmSource(name, (checkpoint / name).resolve(), "the checkpoint's own copy")
@@ -183,21 +210,28 @@ def locate_vlm(checkpoint: Path, saved: str, override: str | Path | None = None,
         return VlmSource(name, local.resolve(), "local dir")
     what = "--vlm-model-name" if override is not None else f"vlm_model_name in {checkpoint / CONFIG_FILE}"
     if local.is_absolute() or name.startswith((".", "~")) or len(local.parts) > 2:
-        raise KuavoError(f"the VLM backbone folder {name} ({what}) does not exist here; pass --vlm-model-name DIR "
-                         "pointing at a copy of it (its config.json and tokenizer/processor files are enough)")
+        raise KuavoError(
+            f"the VLM backbone folder {name} ({what}) does not exist here; pass --vlm-model-name DIR "
+            "pointing at a copy of it (its config.json and tokenizer/processor files are enough)"
+        )
     return VlmSource(name, _hub_snapshot(name, what, cache_dir), "Hugging Face cache")
 
 
 def _hub_snapshot(repo_id: str, what: str, cache_dir: str | Path | None) -> Path:
     from huggingface_hub import snapshot_download
 
-    fix = (f"download it once where there is network (`hf download {repo_id} --exclude '*.safetensors'` is enough) or pass "
-           "--vlm-model-name DIR")
+    fix = (
+        f"download it once where there is network (`hf download {repo_id} --exclude '*.safetensors'` is enough) "
+        "or pass "
+        "--vlm-model-name DIR"
+    )
     try:
         path = Path(snapshot_download(repo_id=repo_id, local_files_only=True, cache_dir=cache_dir))
     except Exception as exc:  # LocalEntryNotFoundError, HFValidationError for a malformed id, ...
-        raise KuavoError(f"the VLM backbone '{repo_id}' ({what}) is not a local dir and not in the Hugging Face cache "
-                         f"({type(exc).__name__}); {fix}") from exc
+        raise KuavoError(
+            f"the VLM backbone '{repo_id}' ({what}) is not a local dir and not in the Hugging Face cache "
+            f"({type(exc).__name__}); {fix}"
+        ) from exc
     if not (path / CONFIG_FILE).is_file():
         raise KuavoError(f"the Hugging Face cache holds '{repo_id}' at {path} without its config.json; {fix}")
     return path
@@ -215,16 +249,21 @@ def _vlm_files(vlm: VlmSource) -> list[Path]:
         files.append(path)
     names = {p.name for p in files}
     if CONFIG_FILE not in names:
-        raise KuavoError(f"the VLM backbone folder {vlm.path} has no config.json; pass --vlm-model-name DIR with a "
-                         "transformers model folder (config.json, tokenizer and processor files)")
+        raise KuavoError(
+            f"the VLM backbone folder {vlm.path} has no config.json; pass --vlm-model-name DIR with a "
+            "transformers model folder (config.json, tokenizer and processor files)"
+        )
     if not names & {"tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model"}:
-        raise KuavoError(f"the VLM backbone folder {vlm.path} has no tokenizer files; pass --vlm-model-name DIR with the "
-                         "complete model folder")
+        raise KuavoError(
+            f"the VLM backbone folder {vlm.path} has no tokenizer files; pass --vlm-model-name DIR with the "
+            "complete model folder"
+        )
     return files
 
 
 def _policy_files(checkpoint: Path) -> list[str]:
-    """The checkpoint's files inference needs: weights, config, both pipelines with their state files, kuavo metadata."""
+    """The checkpoint's files inference needs: weights, config, both pipelines with their state files, kuavo
+    metadata."""
     names = [MODEL_FILE, POSTPROCESSOR_FILE, SCHEMA_FILE]  # CONFIG_FILE and PREPROCESSOR_FILE are rewritten
     if (checkpoint / CHECKPOINT_META_FILE).is_file():
         names.append(CHECKPOINT_META_FILE)
@@ -233,7 +272,9 @@ def _policy_files(checkpoint: Path) -> list[str]:
             state_file = step.get("state_file")
             if state_file:
                 if not (checkpoint / state_file).is_file():
-                    raise KuavoError(f"checkpoint {checkpoint} is incomplete: {state_file} (named in {pipeline}) is missing")
+                    raise KuavoError(
+                        f"checkpoint {checkpoint} is incomplete: {state_file} (named in {pipeline}) is missing"
+                    )
                 names.append(state_file)
     return names
 
@@ -250,8 +291,11 @@ def _export_meta(checkpoint: Path, vlm: VlmSource, vlm_files: list[Path]) -> dic
         "source_vlm_from": vlm.how,
         "vlm_dir": VLM_DIR,
         "vlm_files": [p.name for p in vlm_files],
-        "checkpoint": {k: trained[k] for k in ("stage", "task_id", "task_name", "epoch", "step", "best_loss", "stats_hash")
-                       if k in trained},
+        "checkpoint": {
+            k: trained[k]
+            for k in ("stage", "task_id", "task_name", "epoch", "step", "best_loss", "stats_hash")
+            if k in trained
+        },
         "versions": {name: _version(name) for name in ("kuavo_train", "lerobot", "transformers", "torch")},
     }
 
@@ -271,223 +315,75 @@ def _verify(folder: Path) -> str:
     except KuavoError as exc:
         raise KuavoError(f"the exported folder does not load, so nothing was written: {exc}") from exc
     if tuple(chunk.shape) != (1, wrapper.n_action_steps, task.action_dim) or not torch.isfinite(chunk).all():
-        raise KuavoError(f"the exported folder gives a bad action chunk {tuple(chunk.shape)} for task {task.task_id}; "
-                         "nothing was written")
-    return (f"loads through SmolVLAPolicyWrapper on cpu from the new folder alone; an action chunk for task "
-            f"{task.task_id} ({task.name}) has shape {tuple(chunk.shape)} and finite values")
-
-
-# ---------------------------------------------------------------------------------------------- latency
-
-
-def measure_select_action_latency(folder: str | Path, *, device: str = "cpu", repeats: int = 5, task_id: int | None = None,
-                                  vlm_model_name: str | Path | None = None) -> dict:
-    """Load ``folder`` through the wrapper and time it on a synthetic observation of its schema
-    (``task_id`` None: the checkpoint's own task).
-
-    Returns ``{"load_s", "per_chunk" (ms per predict_action_chunk), "per_select_action" (ms per
-    select_action call, averaged over 2 * n_action_steps calls: 2 model runs, the rest queue pops),
-    "select_action_model" / "select_action_pop" (median ms of the select_action calls that run the
-    model / only pop its queue, over ``repeats`` chunks), "n_action_steps", "device", "threads",
-    "task_id", "task_name"}``.
-    """
-    import torch
-
-    from kuavo_train.evaluation.instruction_following import measure_latency
-    from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import SmolVLAPolicyWrapper
-
-    if repeats < 1:
-        raise KuavoError(f"--repeats must be >= 1, got {repeats}")
-    started = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        wrapper = SmolVLAPolicyWrapper.from_pretrained(folder, device=device, vlm_model_name=vlm_model_name)
-    load_s = time.perf_counter() - started
-    if task_id is None:  # the checkpoint's own (latest trained) task
-        task_id = wrapper.checkpoint_meta.get("task_id", wrapper.schema.tasks[-1].task_id)
-    observation = wrapper.make_example_observation(task_id, seed=0)
-    task = wrapper.resolve_instruction(observation.pop("task"))
-    timings = measure_latency(wrapper, {**observation, "task_id": task.task_id}, repeats=repeats)
-    steps = wrapper.n_action_steps
-    calls: tuple[list[float], list[float]] = ([], [])  # (model runs, queue pops), seconds
-    wrapper.reset()
-    for call in range(steps * repeats):
-        started = time.perf_counter()
-        wrapper.select_action({**observation, "task": task.instruction})
-        calls[0 if call % steps == 0 else 1].append(time.perf_counter() - started)
-    return {"load_s": load_s, **timings, "select_action_model": _median_ms(calls[0]),
-            "select_action_pop": _median_ms(calls[1]), "n_action_steps": steps, "device": str(wrapper.device),
-            "threads": torch.get_num_threads(), "task_id": task.task_id, "task_name": task.name}
-
-
-def _median_ms(seconds: list[float]) -> float:
-    return float(statistics.median(seconds)) * 1000 if seconds else float("nan")
-
-
-def format_latency(folder: Path, latency: dict) -> str:
-    n = latency["n_action_steps"]
-    return "\n".join([
-        f"Latency of {folder} on {latency['device']} (torch threads: {latency['threads']}), task {latency['task_id']} "
-        f"({latency['task_name']}), synthetic observation:",
-        f"  load:                 {latency['load_s']:.1f} s (library imports included)",
-        f"  predict_action_chunk: {latency['per_chunk']:.1f} ms per chunk ({n} actions)",
-        f"  select_action:        {latency['select_action_model']:.1f} ms on a call that runs the model (1 call in {n}), "
-        f"{latency['select_action_pop']:.2f} ms on one that pops the queue; {latency['per_select_action']:.1f} ms "
-        f"per call on average",
-    ])
-
-
-# ---------------------------------------------------------------------------------------------- README.txt
-
-
-def readme_text(folder_name: str, meta: dict, schema: dict) -> str:
-    """README.txt of an export: what is inside, install, load with the wrapper / plain lerobot, another VLM folder."""
-    tasks = schema["tasks"]
-    trained = meta.get("checkpoint", {})
-    origin = ", ".join(f"{k} {trained[k]}" for k in ("stage", "task_name", "epoch", "step") if k in trained)
-    cameras = {key: tuple(shape) for key, shape in schema["cameras"].items()}
-    camera_lines = "".join(f"    {key!r}: {shape},\n" for key, shape in cameras.items())
-    # The example uses the checkpoint's own (latest trained) task; the schema lists the whole curriculum.
-    last = next((t for t in tasks if t["task_id"] == trained.get("task_id")), tasks[-1])
-    task_lines = "\n".join(f"  task {t['task_id']} {t['name']}: state {t['state_dim']}, action {t['action_dim']}\n"
-                           f"    {t['instruction']!r}" for t in tasks)
-    stage_note = (f"\nThis checkpoint is from stage {trained['stage']} of {len(tasks)}: the tasks of later stages are not "
-                  "trained yet." if "stage" in trained and trained["stage"] < len(tasks) else "")
-    versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
-    return f"""\
-kuavo_train deployment export
-=============================
-
-A trained SmolVLA policy, self-contained: it loads offline without the training run, the original
-VLM backbone folder or the network.
-
-Exported {meta['exported_at']} from {meta['source_checkpoint']}
-({origin or 'no kuavo_checkpoint.json'}) with {versions}.
-VLM backbone files (config, tokenizer, processor; no weights) copied into {VLM_DIR}/ from
-{meta['source_vlm_model_name']} ({meta['source_vlm_from']}).
-
-Contents
-  model.safetensors, config.json     SmolVLA weights (the VLM's included) and config; vlm_model_name = "{VLM_DIR}"
-  policy_preprocessor*, policy_postprocessor*
-                                     lerobot processors with the normalization stats; tokenizer = "{VLM_DIR}"
-  kuavo_schema.json                  cameras, state/action sizes, trained instructions (used by the wrapper)
-  kuavo_checkpoint.json              training provenance (stage, epoch, step, loss, stats hash)
-  {EXPORT_META_FILE:<34} source paths, sha256 of every file, library versions
-  {VLM_DIR}/                               the VLM backbone's config, tokenizer and processor files
-
-Inputs at {schema['fps']:g} fps: RGB images of the cameras (C, H, W as trained)
-{camera_lines.rstrip()}
-and observation.state of the task's own size. Tasks of the curriculum (the language instruction
-selects the task; the state/action sizes are the task's own).{stage_note}
-{task_lines}
-
-1. Install (robot PC, Python >= 3.12), from a checkout of the kuavo_train repository:
-
-     python3 -m venv ~/kuavo-venv
-     ~/kuavo-venv/bin/pip install /path/to/kuavo_train
-
-   No extras: [dev] only adds pytest and [sim] the Meta-World benchmark. Copy this whole folder to the
-   robot PC; keep its files together (vlm/ included). Set HF_HUB_OFFLINE=1 when there is no network.
-
-2. Load with the kuavo_train wrapper (raw observations in, raw clipped actions of the task's size out):
-
-```python
-from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import SmolVLAPolicyWrapper
-
-policy = SmolVLAPolicyWrapper.from_pretrained("{folder_name}", device="cpu")   # this folder; or "cuda", "auto"
-obs = policy.make_example_observation(task_id={last['task_id']}, seed=0)   # on the robot: uint8 RGB images + joint state
-action = policy.select_action(obs)    # ({last['action_dim']},) for task {last['task_id']}
-print(policy.trained_instructions, action.shape)
-```
-
-   The wrapper finds {VLM_DIR}/ inside the folder by itself. docs/deploy.md of the repository has a
-   complete control loop.
-
-3. Load with plain lerobot 0.6.1 (no kuavo_train needed). config.json names the VLM files "{VLM_DIR}",
-   which lerobot would look up relative to the working directory (or on the hub): give it the full
-   path, once for the model and once for the tokenizer step:
-
-```python
-from pathlib import Path
-
-import torch
-from lerobot.configs.policies import PreTrainedConfig
-from lerobot.policies.factory import make_pre_post_processors
-from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
-
-folder = Path("{folder_name}").resolve()    # this folder
-vlm = str(folder / "{VLM_DIR}")
-config = PreTrainedConfig.from_pretrained(folder)
-config.vlm_model_name = vlm
-config.device = "cpu"                          # or "cuda"
-policy = SmolVLAPolicy.from_pretrained(folder, config=config)
-pre, post = make_pre_post_processors(config, pretrained_path=str(folder), preprocessor_overrides={{
-    "tokenizer_processor": {{"tokenizer_name": vlm}}, "device_processor": {{"device": config.device}}}})
-
-cameras = {{
-{camera_lines}}}
-batch = {{key: torch.rand(1, *shape) for key, shape in cameras.items()}}   # (1, C, H, W) RGB floats in [0, 1]
-state = torch.zeros(1, {last['state_dim']})                                    # the task's own state
-batch["observation.state"] = torch.nn.functional.pad(state, (0, {schema['state_dim']} - state.shape[-1]))
-batch["task"] = [{last['instruction']!r}]
-action = post(policy.select_action(pre(batch)))[0, :{last['action_dim']}]        # raw, not clipped
-print(action.shape)
-```
-
-   Unlike the wrapper, plain lerobot does not pad the state, resize images, match instructions
-   loosely, cut the action to the task's size or clip it to the training range.
-
-4. Another copy of the VLM files (e.g. a shared HuggingFaceTB/SmolVLM2-500M-Video-Instruct folder):
-
-     SmolVLAPolicyWrapper.from_pretrained("{folder_name}", vlm_model_name="/path/to/vlm_folder")
-
-   (plain lerobot: use that path as vlm in step 3). Only its config, tokenizer and processor files
-   are read; they must be those of the backbone the model was trained on.
-
-5. Latency on this machine (synthetic observation, no robot needed):
-
-     kuavo-train export --latency-only {folder_name} --device cpu
-"""
-
-
-# ---------------------------------------------------------------------------------------------- CLI
+        raise KuavoError(
+            f"the exported folder gives a bad action chunk {tuple(chunk.shape)} for task {task.task_id}; "
+            "nothing was written"
+        )
+    return (
+        f"loads through SmolVLAPolicyWrapper on cpu from the new folder alone; an action chunk for task "
+        f"{task.task_id} ({task.name}) has shape {tuple(chunk.shape)} and finite values"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kuavo-train export",
-        usage=("kuavo-train export CHECKPOINT OUT_DIR [--vlm-model-name DIR_OR_HUB_ID] [--no-verify] [--measure-latency]\n"
-               "       kuavo-train export --latency-only EXPORTED_DIR [--device DEVICE] [--repeats N]"),
+        usage=(
+            "kuavo-train export CHECKPOINT OUT_DIR [--vlm-model-name DIR_OR_HUB_ID] [--no-verify] [--measure-latency]\n"
+            "       kuavo-train export --latency-only EXPORTED_DIR [--device DEVICE] [--repeats N]"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Write a self-contained deployment folder of a trained checkpoint: weights, lerobot pre/post-processors\n"
             "with the normalization stats, the kuavo metadata the wrapper needs, the VLM backbone's config/tokenizer/\n"
             "processor files (vlm/, no weights) and a README.txt. It loads offline on another machine with\n"
             "SmolVLAPolicyWrapper.from_pretrained(DIR) or plain lerobot, without the run dir, the original VLM folder\n"
-            "or the network. OUT_DIR must not exist (or be empty); nothing is written unless the new folder loads."),
+            "or the network. OUT_DIR must not exist (or be empty); nothing is written unless the new folder loads."
+        ),
         epilog=(
             "examples:\n"
             "  kuavo-train export outputs/train/smolvla_sequential/task4_sorting/best deploy/kuavo_task4\n"
             "  kuavo-train export outputs/demo/task4_sorting/best /tmp/demo_export --measure-latency\n"
             "  kuavo-train export --latency-only deploy/kuavo_task4 --device cuda\n"
-            "docs/deploy.md: installing on the robot PC and a control loop."),
+            "docs/deploy.md: installing on the robot PC and a control loop."
+        ),
     )
-    parser.add_argument("checkpoint", nargs="?", type=Path, metavar="CHECKPOINT",
-                        help="a stage's policy dir, e.g. outputs/train/smolvla_sequential/task4_sorting/best")
-    parser.add_argument("out_dir", nargs="?", type=Path, metavar="OUT_DIR",
-                        help="the folder to create (must not exist, or be empty)")
-    parser.add_argument("--vlm-model-name", metavar="DIR_OR_HUB_ID",
-                        help="take the VLM backbone's files from this local dir or hub id (Hugging Face cache only) "
-                             "instead of the checkpoint's vlm_model_name")
-    parser.add_argument("--no-verify", action="store_true",
-                        help="skip loading the new folder through the wrapper (and one action chunk) before it is moved "
-                             "into place")
-    parser.add_argument("--measure-latency", action="store_true",
-                        help="after exporting, time select_action / predict_action_chunk of the new folder on --device")
-    parser.add_argument("--latency-only", metavar="EXPORTED_DIR", type=Path,
-                        help="export nothing: time an existing folder (an export or a policy dir), e.g. on the robot PC")
+    parser.add_argument(
+        "checkpoint",
+        nargs="?",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="a stage's policy dir, e.g. outputs/train/smolvla_sequential/task4_sorting/best",
+    )
+    parser.add_argument(
+        "out_dir", nargs="?", type=Path, metavar="OUT_DIR", help="the folder to create (must not exist, or be empty)"
+    )
+    parser.add_argument(
+        "--vlm-model-name",
+        metavar="DIR_OR_HUB_ID",
+        help="take the VLM backbone's files from this local dir or hub id (Hugging Face cache only) "
+        "instead of the checkpoint's vlm_model_name",
+    )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip loading the new folder through the wrapper (and one action chunk) before it is moved into place",
+    )
+    parser.add_argument(
+        "--measure-latency",
+        action="store_true",
+        help="after exporting, time select_action / predict_action_chunk of the new folder on --device",
+    )
+    parser.add_argument(
+        "--latency-only",
+        metavar="EXPORTED_DIR",
+        type=Path,
+        help="export nothing: time an existing folder (an export or a policy dir), e.g. on the robot PC",
+    )
     parser.add_argument("--device", default="cpu", help="device for the latency measurement: cpu (default), cuda, auto")
-    parser.add_argument("--repeats", type=int, default=5, metavar="N",
-                        help="action chunks timed for the latency (default 5)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, metavar="N", help="action chunks timed for the latency (default 5)"
+    )
     return parser
 
 
@@ -497,15 +393,19 @@ def export_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if args.latency_only is not None:
         if args.checkpoint is not None or args.out_dir is not None:
-            raise KuavoError("--latency-only DIR exports nothing; drop the CHECKPOINT OUT_DIR arguments (or --latency-only)")
+            raise KuavoError(
+                "--latency-only DIR exports nothing; drop the CHECKPOINT OUT_DIR arguments (or --latency-only)"
+            )
         folder = check_checkpoint_dir(args.latency_only)
         print(format_latency(folder, measure_select_action_latency(folder, device=args.device, repeats=args.repeats)))
         return 0
     if args.checkpoint is None or args.out_dir is None:
         raise KuavoError("usage: kuavo-train export CHECKPOINT OUT_DIR (see kuavo-train export --help)")
     result = export_policy(args.checkpoint, args.out_dir, vlm_model_name=args.vlm_model_name, verify=not args.no_verify)
-    print(f"Exported {result.meta['source_checkpoint']} -> {result.path} ({len(result.files)} files, "
-          f"{result.size_bytes / 1e6:.1f} MB)")
+    print(
+        f"Exported {result.meta['source_checkpoint']} -> {result.path} ({len(result.files)} files, "
+        f"{result.size_bytes / 1e6:.1f} MB)"
+    )
     print(f"  VLM files from {result.vlm.path} ({result.vlm.how}) -> {VLM_DIR}/: {', '.join(result.meta['vlm_files'])}")
     print(f"  check: {result.checked or 'skipped (--no-verify)'}")
     print(f"  Copy the whole folder to the robot PC; {result.path / README_FILE} says how to install and load it.")
@@ -556,12 +456,8 @@ def _version(distribution: str) -> str:
 
 
 def main() -> int:
-    """``python -m kuavo_train.deploy.export``: as ``kuavo-train export``, user errors as one line, exit 2."""
-    try:
-        return export_main(sys.argv[1:])
-    except KuavoError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    """``python -m kuavo_train.deploy.export``: as ``kuavo-train export``."""
+    return guarded(lambda: export_main(sys.argv[1:]))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ Writes ``instruction_matrix.json`` next to the curriculum results (read by ``kua
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,13 @@ import torch
 from kuavo_train.errors import KuavoError
 
 ARM_DIMS = 16
-JOINT_GROUPS = {"left_arm": range(0, 7), "left_claw": range(7, 8), "right_arm": range(8, 15), "right_claw": range(15, 16)}
+JOINT_GROUPS = {
+    "left_arm": range(0, 7),
+    "left_claw": range(7, 8),
+    "right_arm": range(8, 15),
+    "right_claw": range(15, 16),
+}
 WALK_DIMS = range(16, 20)
-MATRIX_FILE = "instruction_matrix.json"
 
 
 @dataclass
@@ -57,8 +60,12 @@ class InstructionMatrix:
     def to_dict(self) -> dict:
         margins = self.margins()
         return {
-            "instructions": self.instructions, "tasks": self.tasks, "mse": self.mse, "groups": self.groups,
-            "walking_mse": self.walking_mse, "latency_ms": self.latency_ms,
+            "instructions": self.instructions,
+            "tasks": self.tasks,
+            "mse": self.mse,
+            "groups": self.groups,
+            "walking_mse": self.walking_mse,
+            "latency_ms": self.latency_ms,
             "margins": {str(k): v for k, v in margins.items()},
             "margin": min(margins.values()) if margins else None,
             "diagonal_lowest": all(v > 0 for v in margins.values()),
@@ -89,8 +96,12 @@ def evaluate_instruction_matrix(wrapper, frames: dict[int, list[dict]], seed: in
                 walk = (predicted[..., list(WALK_DIMS)] - targets[..., list(WALK_DIMS)]) ** 2 * valid[..., None]
                 walking = float(walk.sum() / (denominator * len(WALK_DIMS)))
     return InstructionMatrix(
-        instructions=instructions, tasks=tasks, mse=mse.tolist(), groups={k: v.tolist() for k, v in groups.items()},
-        walking_mse=walking, latency_ms=measure_latency(wrapper, frames[tasks[0]][0]),
+        instructions=instructions,
+        tasks=tasks,
+        mse=mse.tolist(),
+        groups={k: v.tolist() for k, v in groups.items()},
+        walking_mse=walking,
+        latency_ms=measure_latency(wrapper, frames[tasks[0]][0]),
     )
 
 
@@ -124,43 +135,62 @@ def measure_latency(wrapper, sample: dict, repeats: int = 5) -> dict[str, float]
 
 def format_matrix(result: dict, names: dict[int, str]) -> str:
     tasks, instructions = result["tasks"], result["instructions"]
-    lines = ["Open-loop action MSE on held-out frames (arm dims, raw units); rows: instruction given, columns: task data",
-             f"{'instruction':<22}" + "".join(f"{'task ' + str(t):>12}" for t in tasks)]
+    lines = [
+        "Open-loop action MSE on held-out frames (arm dims, raw units); rows: instruction given, columns: task data",
+        f"{'instruction':<22}" + "".join(f"{'task ' + str(t):>12}" for t in tasks),
+    ]
     for row, instruction in enumerate(instructions):
-        cells = "".join(f"{result['mse'][row][col]:>11.4f}{'*' if instruction == t else ' '}" for col, t in enumerate(tasks))
+        cells = "".join(
+            f"{result['mse'][row][col]:>11.4f}{'*' if instruction == t else ' '}" for col, t in enumerate(tasks)
+        )
         lines.append(f"{str(instruction) + ' ' + names.get(instruction, '')[:18]:<22}" + cells)
-    lines.append("(* = matching instruction)  margins (best wrong - right): "
-                 + ", ".join(f"task {k}: {v:+.4f}" for k, v in result["margins"].items()))
+    lines.append(
+        "(* = matching instruction)  margins (best wrong - right): "
+        + ", ".join(f"task {k}: {v:+.4f}" for k, v in result["margins"].items())
+    )
     lines.append(f"diagonal lowest for every task: {result['diagonal_lowest']}")
     if result["walking_mse"] is not None:
         lines.append(f"task 4 walking dims MSE under its own instruction: {result['walking_mse']:.4f}")
-    lines.append(f"latency: {result['latency_ms']['per_chunk']:.1f} ms per chunk, "
-                 f"{result['latency_ms']['per_select_action']:.2f} ms per select_action call")
+    lines.append(
+        f"latency: {result['latency_ms']['per_chunk']:.1f} ms per chunk, "
+        f"{result['latency_ms']['per_select_action']:.2f} ms per select_action call"
+    )
     return "\n".join(lines)
 
 
 def evaluate_main(argv: list[str]) -> int:
-    from kuavo_train.config.args import parse_config_args
+    from kuavo_train.config.args import parse_config_args, quoted
     from kuavo_train.config.load import load_config
-    from kuavo_train.config.args import quoted
-    from kuavo_train.curriculum.recorded import checkpoint_of, recorded_config, run_root_of
     from kuavo_train.data.prepare import prepare_curriculum_data, task_dataset
     from kuavo_train.evaluation.validate import limit_samples
-    from kuavo_train.training.checkpoint import write_json_atomically
+    from kuavo_train.files import write_json_atomically
+    from kuavo_train.layout import RunPaths
+    from kuavo_train.recorded import checkpoint_of, recorded_config, run_root_of
     from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import SmolVLAPolicyWrapper
 
-    parser = argparse.ArgumentParser(prog="kuavo-train evaluate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", type=Path,
-                        help="a checkpoint (<run>/<stage>/best), a stage dir (its best/) or a run dir (its last complete "
-                             "stage's best/)")
-    parser.add_argument("--config-name", default=None,
-                        help="config to rebuild the data with (default: the one the checkpoint's stage recorded)")
+    parser = argparse.ArgumentParser(
+        prog="kuavo-train evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "checkpoint",
+        type=Path,
+        help="a checkpoint (<run>/<stage>/best), a stage dir (its best/) or a run dir (its last complete "
+        "stage's best/)",
+    )
+    parser.add_argument(
+        "--config-name",
+        default=None,
+        help="config to rebuild the data with (default: the one the checkpoint's stage recorded)",
+    )
     parser.add_argument("--config-path", default=None, help="folder of --config-name (default configs/policy)")
-    parser.add_argument("--tasks", type=int, nargs="*", default=None, help="task ids to evaluate (default: all trained)")
+    parser.add_argument(
+        "--tasks", type=int, nargs="*", default=None, help="task ids to evaluate (default: all trained)"
+    )
     parser.add_argument("--max-frames", type=int, default=64, help="held-out frames per task (evenly spaced)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.epilog = "key=value arguments override config keys (e.g. data.roots.weighing=/new/path); see `kuavo-train keys`."
+    parser.epilog = (
+        "key=value arguments override config keys (e.g. data.roots.weighing=/new/path); see `kuavo-train keys`."
+    )
     args, overrides = parser.parse_known_args(argv)
     bad = [o for o in overrides if "=" not in o or o.startswith("-")]
     if bad:
@@ -171,8 +201,9 @@ def evaluate_main(argv: list[str]) -> int:
         flags = [f"--config-name={args.config_name}"] if args.config_name else []
         flags += [f"--config-path={args.config_path}"] if args.config_path else []
         parsed = parse_config_args([*flags, *overrides])
-        cfg = load_config(parsed.config_dir, parsed.config_name,
-                          [*parsed.overrides, f"training.output_directory={quoted(run_root)}"])
+        cfg = load_config(
+            parsed.config_dir, parsed.config_name, [*parsed.overrides, f"training.output_directory={quoted(run_root)}"]
+        )
     else:
         cfg = recorded_config(checkpoint, overrides)
     print(f"evaluating {checkpoint}")
@@ -181,11 +212,14 @@ def evaluate_main(argv: list[str]) -> int:
     task_ids = args.tasks or [t.task_id for t in wrapper.schema.tasks]
     frames = {}
     for task_id in task_ids:
-        dataset = limit_samples(task_dataset(data, task_id, data.splits[task_id].val, wrapper.chunk_size), args.max_frames)
+        dataset = limit_samples(
+            task_dataset(data, task_id, data.splits[task_id].val, wrapper.chunk_size), args.max_frames
+        )
         frames[task_id] = [dataset[i] for i in range(len(dataset))]
     result = evaluate_instruction_matrix(wrapper, frames, seed=cfg.training.seed).to_dict()
     result["checkpoint"] = str(Path(checkpoint).resolve())
-    write_json_atomically(run_root / MATRIX_FILE, result)
+    written = RunPaths(run_root).instruction_matrix
+    write_json_atomically(written, result)
     print(format_matrix(result, {t.task_id: t.name for t in wrapper.schema.tasks}))
-    print(f"written: {run_root / MATRIX_FILE}")
+    print(f"written: {written}")
     return 0

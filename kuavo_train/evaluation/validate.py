@@ -49,7 +49,9 @@ def rank_shard(dataset: Dataset, world_size: int, rank: int) -> Dataset:
 
 
 @torch.no_grad()
-def validation_loss(policy, preprocessor, loader: DataLoader, device: torch.device, autocast=nullcontext, dist=None) -> float:
+def validation_loss(
+    policy, preprocessor, loader: DataLoader, device: torch.device, autocast=nullcontext, dist=None
+) -> float:
     """Mean per-sample loss over ``loader`` with fixed per-sample noise/time (summed across ranks when ``dist``)."""
     was_training = policy.training
     policy.eval()
@@ -57,7 +59,9 @@ def validation_loss(policy, preprocessor, loader: DataLoader, device: torch.devi
     for raw in loader:
         batch, side = prepare_batch(raw, preprocessor, device)
         dim_mask = side[ACTION_DIM_MASK].to(device)
-        noise, time = fixed_noise_and_time(side[SAMPLE_SEED], policy.config.chunk_size, policy.config.max_action_dim, device)
+        noise, time = fixed_noise_and_time(
+            side[SAMPLE_SEED], policy.config.chunk_size, policy.config.max_action_dim, device
+        )
         with autocast():
             losses = per_sample_loss(policy, batch, dim_mask, noise=noise, time=time)
         total += float(losses.float().sum())
@@ -69,11 +73,22 @@ def validation_loss(policy, preprocessor, loader: DataLoader, device: torch.devi
     return total / max(count, 1)
 
 
-def validate_tasks(policy, preprocessor, loaders: dict[int, DataLoader], device: torch.device, autocast=nullcontext,
-                   echo=print, dist=None) -> dict[int, float]:
+def validate_tasks(
+    policy,
+    preprocessor,
+    loaders: dict[int, DataLoader],
+    device: torch.device,
+    autocast=nullcontext,
+    echo=print,
+    dist=None,
+) -> dict[int, float]:
     """Validation loss per task id, printing the multi-task validation block of SPEC section 5."""
     ids = sorted(loaders)
-    echo(f"🔍 Multi-Task Validation (Tasks {ids[0]}-{ids[-1]})" if len(ids) > 1 else f"🔍 Multi-Task Validation (Task {ids[0]})")
+    echo(
+        f"🔍 Multi-Task Validation (Tasks {ids[0]}-{ids[-1]})"
+        if len(ids) > 1
+        else f"🔍 Multi-Task Validation (Task {ids[0]})"
+    )
     losses = {}
     for task_id in ids:
         echo(f"📊 Validating Task {task_id}...")

@@ -17,7 +17,8 @@ from kuavo_train.config.schema import PolicyConfig
 from kuavo_train.data.constants import ACTION, STATE
 from kuavo_train.data.schema import FeatureSchema
 from kuavo_train.data.stats import stats_to_tensors
-from kuavo_train.errors import KuavoError
+from kuavo_train.errors import KuavoError, first_line
+from kuavo_train.layout import MODEL_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -26,14 +27,20 @@ logger = logging.getLogger(__name__)
 # Everything else, `vlm_model_name` included, is the user's (YAML or command line): a base naming the
 # VLM by hub id still loads offline from the local dir the user gives.
 _ARCHITECTURE_FIELDS = (
-    "num_vlm_layers", "num_expert_layers", "expert_width_multiplier", "self_attn_every_n_layers",
-    "attention_mode", "max_state_dim", "max_action_dim", "add_image_special_tokens", "prefix_length",
+    "num_vlm_layers",
+    "num_expert_layers",
+    "expert_width_multiplier",
+    "self_attn_every_n_layers",
+    "attention_mode",
+    "max_state_dim",
+    "max_action_dim",
+    "add_image_special_tokens",
+    "prefix_length",
 )
 _CHECKED_ARCHITECTURE_FIELDS = ("num_vlm_layers", "max_state_dim", "max_action_dim")
 # Keys a starting checkpoint may hold that this lerobot's SmolVLA has no place for: the normalization
 # buffers of checkpoints written before lerobot moved normalization into processors (ours replace them).
 EXPECTED_UNEXPECTED_KEY_PREFIXES = ("normalize_inputs.", "normalize_targets.", "unnormalize_outputs.")
-WEIGHTS_FILE = "model.safetensors"
 
 
 @dataclass
@@ -42,7 +49,10 @@ class ParameterCounts:
     trainable: int
 
     def __str__(self) -> str:
-        return f"{self.trainable:,} trainable of {self.total:,} parameters ({100 * self.trainable / max(self.total, 1):.1f}%)"
+        return (
+            f"{self.trainable:,} trainable of {self.total:,} parameters "
+            f"({100 * self.trainable / max(self.total, 1):.1f}%)"
+        )
 
 
 def policy_features(schema: FeatureSchema) -> tuple[dict, dict]:
@@ -54,8 +64,9 @@ def policy_features(schema: FeatureSchema) -> tuple[dict, dict]:
     return inputs, outputs
 
 
-def make_smolvla_config(policy_cfg: PolicyConfig, schema: FeatureSchema, device: torch.device, base=None,
-                        base_path: str | None = None):
+def make_smolvla_config(
+    policy_cfg: PolicyConfig, schema: FeatureSchema, device: torch.device, base=None, base_path: str | None = None
+):
     """SmolVLA config for this curriculum; architecture fields come from ``base`` (the config of the starting
     checkpoint ``base_path``) and must agree with ours; the VLM name and training settings are ours."""
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
@@ -84,12 +95,15 @@ def make_smolvla_config(policy_cfg: PolicyConfig, schema: FeatureSchema, device:
             if getattr(base, name) != getattr(policy_cfg, name):
                 raise KuavoError(
                     f"policy.{name}={getattr(policy_cfg, name)} but the starting checkpoint {base_path} was built with "
-                    f"{name}={getattr(base, name)}, which fixes its weight shapes; set policy.{name}={getattr(base, name)}")
+                    f"{name}={getattr(base, name)}, which fixes its weight shapes; "
+                    f"set policy.{name}={getattr(base, name)}"
+                )
         fields.update({name: getattr(base, name) for name in _ARCHITECTURE_FIELDS})
         fields["load_vlm_weights"] = False  # the checkpoint's safetensors hold the VLM weights
     if schema.state_dim > fields["max_state_dim"] or schema.action_dim > fields["max_action_dim"]:
         raise KuavoError(
-            f"data state/action sizes ({schema.state_dim}/{schema.action_dim}) exceed the model's max_state_dim/max_action_dim "
+            f"data state/action sizes ({schema.state_dim}/{schema.action_dim}) "
+            "exceed the model's max_state_dim/max_action_dim "
             f"({fields['max_state_dim']}/{fields['max_action_dim']})"
         )
     return SmolVLAConfig(**fields)
@@ -123,15 +137,18 @@ def load_policy(policy_cfg: PolicyConfig, schema: FeatureSchema, init_path: str 
 
 
 def weights_file(init_path: str) -> str:
-    """``model.safetensors`` of a local policy dir, or of a hub id from the Hugging Face cache (or the hub when online)."""
+    """``model.safetensors`` of a local policy dir, or of a hub id from the Hugging Face cache (or the hub when
+    online)."""
     from huggingface_hub import hf_hub_download
 
     if Path(init_path).expanduser().is_dir():
-        path = Path(init_path).expanduser() / WEIGHTS_FILE
+        path = Path(init_path).expanduser() / MODEL_FILE
         if not path.is_file():
-            raise KuavoError(f"{path} not found: {init_path} is not a complete lerobot policy dir (config.json + {WEIGHTS_FILE})")
+            raise KuavoError(
+                f"{path} not found: {init_path} is not a complete lerobot policy dir (config.json + {MODEL_FILE})"
+            )
         return str(path)
-    return hf_hub_download(repo_id=init_path, filename=WEIGHTS_FILE)
+    return hf_hub_download(repo_id=init_path, filename=MODEL_FILE)
 
 
 def load_weights_strictly(policy, path: str) -> None:
@@ -145,21 +162,29 @@ def load_weights_strictly(policy, path: str) -> None:
         lines = [line.strip() for line in str(exc).strip().splitlines()] or [type(exc).__name__]
         mismatch = next((line for line in lines if line.startswith("size mismatch")), None)
         if mismatch:
-            raise KuavoError(f"the weights {path} have other shapes than the model built from policy.vlm_model_name "
-                             f"({mismatch[:300]}); point policy.vlm_model_name at the VLM this checkpoint was trained "
-                             "on") from exc
-        raise KuavoError(f"cannot load the weights {path} ({type(exc).__name__}: {lines[0][:300]}); the file is truncated, "
-                         "corrupt or of another architecture: copy or download it again") from exc
+            raise KuavoError(
+                f"the weights {path} have other shapes than the model built from policy.vlm_model_name "
+                f"({mismatch[:300]}); point policy.vlm_model_name at the VLM this checkpoint was trained "
+                "on"
+            ) from exc
+        raise KuavoError(
+            f"cannot load the weights {path} ({type(exc).__name__}: {lines[0][:300]}); the file is truncated, "
+            "corrupt or of another architecture: copy or download it again"
+        ) from exc
     missing = sorted(missing)
     ignored = sorted(k for k in unexpected if k.startswith(EXPECTED_UNEXPECTED_KEY_PREFIXES))
     unexpected = sorted(k for k in unexpected if k not in ignored)
     if missing or unexpected:
         raise KuavoError(
             f"the weights {path} do not match the model built from its config: {len(missing)} missing key(s)"
-            f"{_first_keys(missing)}, {len(unexpected)} unexpected key(s){_first_keys(unexpected)}; a partial or foreign "
-            "checkpoint would train from half-random weights: copy or download it again")
+            f"{_first_keys(missing)}, {len(unexpected)} unexpected key(s){_first_keys(unexpected)}; "
+            "a partial or foreign "
+            "checkpoint would train from half-random weights: copy or download it again"
+        )
     if ignored:
-        logger.info("ignored %d old-format normalization buffers of %s (our processors hold the stats)", len(ignored), path)
+        logger.info(
+            "ignored %d old-format normalization buffers of %s (our processors hold the stats)", len(ignored), path
+        )
 
 
 def _first_keys(keys: list[str], shown: int = 3) -> str:
@@ -168,14 +193,18 @@ def _first_keys(keys: list[str], shown: int = 3) -> str:
 
 def _loading_error(init_path: str | None, policy_cfg: PolicyConfig, exc: Exception) -> str:
     what = f"pretrained policy '{init_path}'" if init_path else f"VLM backbone '{policy_cfg.vlm_model_name}'"
-    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    detail = first_line(exc)
     where = init_path or policy_cfg.vlm_model_name
     if Path(where).expanduser().exists():
-        return f"could not load {what} from the local dir ({type(exc).__name__}: {detail}); check it is a complete lerobot/transformers model dir"
+        return (
+            f"could not load {what} from the local dir ({type(exc).__name__}: {detail}); "
+            "check it is a complete lerobot/transformers model dir"
+        )
     return (
         f"could not load {what}: it is not a local dir and not in the Hugging Face cache, and the hub is unreachable "
         f"({type(exc).__name__}: {detail}). Download it once where there is network (`hf download {where}`, "
-        f"and for lerobot/smolvla_base also `hf download HuggingFaceTB/SmolVLM2-500M-Video-Instruct`), copy the HF cache "
+        "and for lerobot/smolvla_base also `hf download HuggingFaceTB/SmolVLM2-500M-Video-Instruct`), "
+        "copy the HF cache "
         f"(~/.cache/huggingface) or the dirs here, and set HF_HUB_OFFLINE=1 or policy.pretrained_path / "
         f"policy.vlm_model_name to the local dirs (README: Fine-tune the real smolvla_base)"
     )

@@ -8,10 +8,10 @@ would count a 16-dim task's zero-padded dims 17-20 as targets. Here the per-elem
 from __future__ import annotations
 
 import torch
+from lerobot.utils.constants import OBS_IMAGES, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 from torch import Tensor
 
 from kuavo_train.data.constants import ACTION_DIM_MASK, ACTION_IS_PAD, SAMPLE_SEED
-from lerobot.utils.constants import OBS_IMAGES, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 
 # Our per-sample bookkeeping keys: kept out of lerobot's processor pipeline.
 SIDE_KEYS = (ACTION_DIM_MASK, "task_id", SAMPLE_SEED)
@@ -33,7 +33,9 @@ def prepare_batch(raw: dict, preprocessor, device: torch.device) -> tuple[dict, 
     return preprocessor(batch), side
 
 
-def per_sample_loss(policy, batch: dict, dim_mask: Tensor, noise: Tensor | None = None, time: Tensor | None = None) -> Tensor:
+def per_sample_loss(
+    policy, batch: dict, dim_mask: Tensor, noise: Tensor | None = None, time: Tensor | None = None
+) -> Tensor:
     """(B,) loss of a preprocessed batch; ``dim_mask`` is (B, A) bool over the schema's action dims."""
     images, img_masks = policy.prepare_images(batch)
     state = policy.prepare_state(batch)
@@ -53,7 +55,9 @@ def per_sample_loss(policy, batch: dict, dim_mask: Tensor, noise: Tensor | None 
     return losses.sum(dim=(1, 2)) / valid.sum(dim=(1, 2)).clamp_min(1)
 
 
-def fixed_noise_and_time(seeds: Tensor, chunk_size: int, action_dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
+def fixed_noise_and_time(
+    seeds: Tensor, chunk_size: int, action_dim: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
     """Per-sample noise (B, T, D) and flow time (B,) drawn from each sample's own seed.
 
     Time follows SmolVLA's training distribution Beta(1.5, 1) scaled to [0.001, 1] (inverse CDF

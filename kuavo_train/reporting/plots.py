@@ -109,9 +109,14 @@ def _norm(values: list[float]):
     return Normalize(lo, hi if hi > lo else lo + 1e-9)
 
 
-def plot_loss_matrix(path: Path, task_order: Sequence[int], task_labels: Mapping[int, str],
-                     matrix: Mapping[int, Mapping[int, float | None]], average: Mapping[int, float | None],
-                     bwt: Mapping[int, float | None]) -> None:
+def plot_loss_matrix(
+    path: Path,
+    task_order: Sequence[int],
+    task_labels: Mapping[int, str],
+    matrix: Mapping[int, Mapping[int, float | None]],
+    average: Mapping[int, float | None],
+    bwt: Mapping[int, float | None],
+) -> None:
     """Heatmap R[stage][task]: stage s trained task_order[s-1]. Cells of tasks not trained yet are grey/hatched
     (their value is the zero-shot loss, kept out of the colour scale); stages not run yet are marked as such."""
     stages = list(range(1, len(task_order) + 1))
@@ -131,9 +136,17 @@ def plot_loss_matrix(path: Path, task_order: Sequence[int], task_labels: Mapping
             if row is None:
                 ax.add_patch(Rectangle(xy, 1, 1, facecolor=MISSING_COLOR, edgecolor="#bbbbbb", hatch="..", lw=0.5))
                 if j == 0:
-                    ax.text((n_tasks - 1) / 2, i, "stage not run yet", ha="center", va="center", fontsize=10,
-                            color="#666666", style="italic",
-                            bbox=dict(facecolor="white", edgecolor="none", pad=1.5))
+                    ax.text(
+                        (n_tasks - 1) / 2,
+                        i,
+                        "stage not run yet",
+                        ha="center",
+                        va="center",
+                        fontsize=10,
+                        color="#666666",
+                        style="italic",
+                        bbox=dict(facecolor="white", edgecolor="none", pad=1.5),
+                    )
                 continue
             value = row.get(task)
             trained = j <= i
@@ -145,39 +158,59 @@ def plot_loss_matrix(path: Path, task_order: Sequence[int], task_labels: Mapping
                 color = cmap(norm(value))
                 ax.add_patch(Rectangle(xy, 1, 1, facecolor=color, edgecolor="white", lw=1.0))
                 weight = "bold" if j == i else "normal"
-                ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=value_size,
-                        color=_text_color(color), weight=weight)
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.3f}",
+                    ha="center",
+                    va="center",
+                    fontsize=value_size,
+                    color=_text_color(color),
+                    weight=weight,
+                )
             else:
                 ax.add_patch(Rectangle(xy, 1, 1, facecolor=UNTRAINED_COLOR, edgecolor="#9a9a9a", hatch="///", lw=0.5))
-                ax.text(j, i, f"{value:.3f}\nnot trained", ha="center", va="center", fontsize=value_size - 2,
-                        color="#555555", style="italic",
-                        bbox=dict(facecolor=UNTRAINED_COLOR, edgecolor="none", pad=1.0, alpha=0.9))
+                ax.text(
+                    j,
+                    i,
+                    f"{value:.3f}\nnot trained",
+                    ha="center",
+                    va="center",
+                    fontsize=value_size - 2,
+                    color="#555555",
+                    style="italic",
+                    bbox=dict(facecolor=UNTRAINED_COLOR, edgecolor="none", pad=1.0, alpha=0.9),
+                )
             if j == i:
                 ax.add_patch(Rectangle(xy, 1, 1, fill=False, edgecolor="black", lw=2.0))
     ax.set_xticks(range(n_tasks), [task_labels.get(t, f"task {t}") for t in task_order], fontsize=9)
     ax.xaxis.tick_top()
     ax.xaxis.set_label_position("top")
     ax.set_xlabel("evaluated on task", fontsize=10)
-    ax.set_yticks(range(n_stages),
-                  [f"stage {s}: after\n{task_labels.get(task_order[s - 1], '')}" for s in stages], fontsize=9)
+    ax.set_yticks(
+        range(n_stages), [f"stage {s}: after\n{task_labels.get(task_order[s - 1], '')}" for s in stages], fontsize=9
+    )
     ax.set_ylabel("model (best/ of stage)", fontsize=10)
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
 
     right = ax.secondary_yaxis("right")
-    right.set_yticks(range(n_stages), [_avg_bwt_label(average.get(s), bwt.get(s), s in matrix) for s in stages],
-                     fontsize=9)
+    right.set_yticks(
+        range(n_stages), [_avg_bwt_label(average.get(s), bwt.get(s), s in matrix) for s in stages], fontsize=9
+    )
     right.tick_params(length=0)
     right.set_ylabel("avg loss over trained tasks | BWT", fontsize=9)
     for spine in right.spines.values():
         spine.set_visible(False)
 
     mappable = ScalarMappable(norm=norm, cmap=cmap)
-    bar = fig.colorbar(mappable, ax=ax, orientation="horizontal", location="bottom", fraction=0.06, pad=0.02,
-                       aspect=40)
-    bar.set_label("validation loss of trained tasks (lower is better; bold box = task trained in that stage;"
-                  " grey hatched = not trained yet, zero-shot loss)", fontsize=8.5)
+    bar = fig.colorbar(mappable, ax=ax, orientation="horizontal", location="bottom", fraction=0.06, pad=0.02, aspect=40)
+    bar.set_label(
+        "validation loss of trained tasks (lower is better; bold box = task trained in that stage;"
+        " grey hatched = not trained yet, zero-shot loss)",
+        fontsize=8.5,
+    )
     bar.ax.tick_params(labelsize=8)
     _plain_colorbar_labels(bar)
     fig.suptitle("Loss matrix R[stage][task]", fontsize=12, weight="bold")
@@ -214,19 +247,23 @@ def _maybe_log(ax, values: list[float]) -> bool:
     return False
 
 
-def plot_stage_curves(path: Path, curves: StageCurves, task_labels: Mapping[int, str],
-                      colors: Mapping[int, tuple]) -> None:
+def plot_stage_curves(
+    path: Path, curves: StageCurves, task_labels: Mapping[int, str], colors: Mapping[int, tuple]
+) -> None:
     """Top: train loss per step (faint raw, bold smoothed) and validation loss per task at each validation;
     bottom: learning rate. Log-y when the losses span more than LOG_Y_RATIO."""
     has_lr = bool(curves.lr)
     fig = _figure(curves_stage_figsize())
-    axes = fig.subplots(2 if has_lr else 1, 1, sharex=True, squeeze=False,
-                        gridspec_kw={"height_ratios": [3.2, 1]} if has_lr else None)
+    axes = fig.subplots(
+        2 if has_lr else 1, 1, sharex=True, squeeze=False, gridspec_kw={"height_ratios": [3.2, 1]} if has_lr else None
+    )
     ax = axes[0][0]
     plotted: list[float] = []
-    train = [(s, v) for s, v in zip(curves.train_steps, curves.train_loss) if v is not None and math.isfinite(v)]
+    train = [
+        (s, v) for s, v in zip(curves.train_steps, curves.train_loss, strict=True) if v is not None and math.isfinite(v)
+    ]
     if train:
-        steps, values = zip(*train)
+        steps, values = zip(*train, strict=True)
         if len(values) > 1 and curves.source == "tensorboard":
             ax.plot(steps, values, color="#9e9e9e", lw=0.6, alpha=0.45, label="train loss (per step)")
             ax.plot(steps, smooth(values), color="black", lw=1.8, label="train loss (smoothed)")
@@ -234,14 +271,21 @@ def plot_stage_curves(path: Path, curves: StageCurves, task_labels: Mapping[int,
             ax.plot(steps, values, color="black", lw=1.8, marker="s", ms=4, label="train loss (epoch mean)")
         plotted += list(values)
     for task, (steps, losses) in sorted(curves.validation.items(), key=lambda kv: kv[0] != curves.task_id):
-        pairs = [(s, v) for s, v in zip(steps, losses) if v is not None and math.isfinite(v)]
+        pairs = [(s, v) for s, v in zip(steps, losses, strict=True) if v is not None and math.isfinite(v)]
         if not pairs:
             continue
-        s, v = zip(*pairs)
+        s, v = zip(*pairs, strict=True)
         current = task == curves.task_id
-        ax.plot(s, v, color=colors.get(task, "C0"), marker="o", ms=6 if current else 4.5,
-                lw=2.4 if current else 1.4, ls="-" if current else "--",
-                label=f"validation {task_labels.get(task, task)}" + (" (current)" if current else ""))
+        ax.plot(
+            s,
+            v,
+            color=colors.get(task, "C0"),
+            marker="o",
+            ms=6 if current else 4.5,
+            lw=2.4 if current else 1.4,
+            ls="-" if current else "--",
+            label=f"validation {task_labels.get(task, task)}" + (" (current)" if current else ""),
+        )
         plotted += list(v)
     if curves.best_step is not None:
         ax.axvline(curves.best_step, color="#2e7d32", lw=1.0, ls=":", label="best epoch (best/)")
@@ -254,8 +298,15 @@ def plot_stage_curves(path: Path, curves: StageCurves, task_labels: Mapping[int,
     if plotted:
         ax.legend(fontsize=8, loc="upper right", framealpha=0.85, ncol=2 if len(curves.validation) > 3 else 1)
     else:
-        ax.text(0.5, 0.5, "no curves recorded for this stage", transform=ax.transAxes, ha="center", va="center",
-                color="#666666")
+        ax.text(
+            0.5,
+            0.5,
+            "no curves recorded for this stage",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            color="#666666",
+        )
     if has_lr:
         lax = axes[1][0]
         lax.plot(curves.lr_steps, curves.lr, color="#1565c0", lw=1.3)
@@ -270,8 +321,13 @@ def plot_stage_curves(path: Path, curves: StageCurves, task_labels: Mapping[int,
     _save(fig, path)
 
 
-def plot_curves_all(path: Path, stages: Sequence[StageCurves], task_order: Sequence[int],
-                    task_labels: Mapping[int, str], colors: Mapping[int, tuple]) -> None:
+def plot_curves_all(
+    path: Path,
+    stages: Sequence[StageCurves],
+    task_order: Sequence[int],
+    task_labels: Mapping[int, str],
+    colors: Mapping[int, tuple],
+) -> None:
     """Validation loss of every task across the whole curriculum (x: optimizer steps since stage 1 began),
     stage boundaries as vertical lines, smoothed train loss in grey for scale."""
     fig = _figure(curves_all_figsize(len(stages)))
@@ -282,22 +338,41 @@ def plot_curves_all(path: Path, stages: Sequence[StageCurves], task_order: Seque
     boundaries = []
     train_labeled = False
     for curves in stages:
-        length = curves.total_steps or max([*curves.train_steps, *[s for st, _ in curves.validation.values()
-                                                                    for s in st], 0.0])
-        train = [(s, v) for s, v in zip(curves.train_steps, curves.train_loss) if v is not None and math.isfinite(v)]
+        length = curves.total_steps or max(
+            [*curves.train_steps, *[s for st, _ in curves.validation.values() for s in st], 0.0]
+        )
+        train = [
+            (s, v)
+            for s, v in zip(curves.train_steps, curves.train_loss, strict=True)
+            if v is not None and math.isfinite(v)
+        ]
         if train:
-            steps, values = zip(*train)
+            steps, values = zip(*train, strict=True)
             shown = smooth(values) if curves.source == "tensorboard" and len(values) > 1 else list(values)
-            ax.plot([offset + s for s in steps], shown, color="#b0b0b0", lw=1.0, zorder=1,
-                    label=None if train_labeled else "train loss")
+            ax.plot(
+                [offset + s for s in steps],
+                shown,
+                color="#b0b0b0",
+                lw=1.0,
+                zorder=1,
+                label=None if train_labeled else "train loss",
+            )
             train_labeled = True
         for task, (steps, losses) in curves.validation.items():
-            pairs = [(offset + s, v) for s, v in zip(steps, losses) if v is not None and math.isfinite(v)]
+            pairs = [(offset + s, v) for s, v in zip(steps, losses, strict=True) if v is not None and math.isfinite(v)]
             if not pairs:
                 continue
-            s, v = zip(*pairs)
-            ax.plot(s, v, color=colors.get(task, "C0"), marker="o", ms=4, lw=1.8, zorder=3,
-                    label=None if task in seen else f"validation {task_labels.get(task, task)}")
+            s, v = zip(*pairs, strict=True)
+            ax.plot(
+                s,
+                v,
+                color=colors.get(task, "C0"),
+                marker="o",
+                ms=4,
+                lw=1.8,
+                zorder=3,
+                label=None if task in seen else f"validation {task_labels.get(task, task)}",
+            )
             seen.add(task)
             plotted += list(v)
         boundaries.append((offset, offset + length, curves))
@@ -307,9 +382,17 @@ def plot_curves_all(path: Path, stages: Sequence[StageCurves], task_order: Seque
         if start > 0:
             ax.axvline(start, color="black", lw=1.0, ls="--", alpha=0.6, zorder=2)
         ax.axvspan(start, end, color=colors.get(curves.task_id, "C0"), alpha=0.06, lw=0, zorder=0)
-        ax.text((start + end) / 2, 1.01, f"stage {curves.stage}\n{task_labels.get(curves.task_id, '')}",
-                transform=ax.get_xaxis_transform(), ha="center", va="bottom", fontsize=9,
-                color=colors.get(curves.task_id, "black"), weight="bold")
+        ax.text(
+            (start + end) / 2,
+            1.01,
+            f"stage {curves.stage}\n{task_labels.get(curves.task_id, '')}",
+            transform=ax.get_xaxis_transform(),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            color=colors.get(curves.task_id, "black"),
+            weight="bold",
+        )
     if offset > 0:
         ax.set_xlim(0, offset * 1.01)
     ax.set_xlabel("optimizer step (cumulative over the curriculum)")
@@ -319,14 +402,22 @@ def plot_curves_all(path: Path, stages: Sequence[StageCurves], task_order: Seque
         ax.legend(fontsize=8.5, loc="upper left", bbox_to_anchor=(1.01, 1.0), framealpha=0.9)
     else:
         ax.text(0.5, 0.5, "no validation recorded yet", transform=ax.transAxes, ha="center", va="center")
-    fig.suptitle("Validation loss of each task across the curriculum (dashed lines: stage boundaries)",
-                 fontsize=11, weight="bold")
+    fig.suptitle(
+        "Validation loss of each task across the curriculum (dashed lines: stage boundaries)",
+        fontsize=11,
+        weight="bold",
+    )
     _save(fig, path)
 
 
-def plot_instruction_matrix(path: Path, instructions: Sequence[int], tasks: Sequence[int],
-                            mse: Sequence[Sequence[float | None]], task_labels: Mapping[int, str],
-                            margin=None) -> None:
+def plot_instruction_matrix(
+    path: Path,
+    instructions: Sequence[int],
+    tasks: Sequence[int],
+    mse: Sequence[Sequence[float | None]],
+    task_labels: Mapping[int, str],
+    margin=None,
+) -> None:
     """Heatmap of action MSE: rows = instruction given, columns = task whose data is evaluated.
     Matching instruction/task cells are outlined; a policy that listens to the instruction has each column's minimum
     on the diagonal."""
@@ -351,21 +442,37 @@ def plot_instruction_matrix(path: Path, instructions: Sequence[int], tasks: Sequ
             color = cmap(norm(value))
             ax.add_patch(Rectangle(xy, 1, 1, facecolor=color, edgecolor="white", lw=1.0))
             text = f"{value:.3f}" if abs(value) < 100 else f"{value:.4g}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=size, color=_text_color(color),
-                    weight="bold" if instruction == task else "normal")
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize=size,
+                color=_text_color(color),
+                weight="bold" if instruction == task else "normal",
+            )
             if instruction == task:
                 ax.add_patch(Rectangle(xy, 1, 1, fill=False, edgecolor="black", lw=2.0))
     ax.set_xticks(range(n_cols), [task_labels.get(t, f"task {t}") for t in tasks], fontsize=9)
     ax.xaxis.tick_top()
     ax.xaxis.set_label_position("top")
     ax.set_xlabel("evaluated on data of task", fontsize=10)
-    ax.set_yticks(range(n_rows), [f"instruction of\n{task_labels.get(t, f'task {t}')}" for t in instructions],
-                  fontsize=9)
+    ax.set_yticks(
+        range(n_rows), [f"instruction of\n{task_labels.get(t, f'task {t}')}" for t in instructions], fontsize=9
+    )
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, orientation="horizontal",
-                       location="bottom", fraction=0.07, pad=0.03, aspect=40)
+    bar = fig.colorbar(
+        ScalarMappable(norm=norm, cmap=cmap),
+        ax=ax,
+        orientation="horizontal",
+        location="bottom",
+        fraction=0.07,
+        pad=0.03,
+        aspect=40,
+    )
     bar.set_label("action MSE (lower is better; boxed = matching instruction)", fontsize=8.5)
     bar.ax.tick_params(labelsize=8)
     _plain_colorbar_labels(bar)

@@ -12,8 +12,9 @@ A single process (plain ``python ...``) never initialises torch.distributed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -90,5 +91,9 @@ def init_distributed(device_name: str) -> DistContext:
     from accelerate import PartialState
 
     state = PartialState(cpu=device_name == "cpu")
-    return DistContext(world_size=state.num_processes, rank=state.process_index,
-                       local_rank=state.local_process_index, device=str(state.device))
+    return DistContext(
+        world_size=state.num_processes,
+        rank=state.process_index,
+        local_rank=state.local_process_index,
+        device=str(state.device),
+    )

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kuavo_train.config.schema import WandbConfig
-from kuavo_train.errors import KuavoError
-
-LOG_FILE = "smolvla_sequential_training.log"
+from kuavo_train.errors import KuavoError, first_line
+from kuavo_train.layout import LOG_FILE
 
 
 @dataclass
@@ -31,8 +30,13 @@ class StageLogger:
     ``wandb`` spec whose ``enable`` is set, to a W&B run written under ``log_dir/wandb/`` (the
     stage runner passes both on rank 0 only)."""
 
-    def __init__(self, log_dir: Path | None, tensorboard_dir: Path | None, silent: bool = False,
-                 wandb: WandbRunSpec | None = None):
+    def __init__(
+        self,
+        log_dir: Path | None,
+        tensorboard_dir: Path | None,
+        silent: bool = False,
+        wandb: WandbRunSpec | None = None,
+    ):
         self._silent = silent
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True)
@@ -92,20 +96,31 @@ def start_wandb_run(spec: WandbRunSpec, log_dir: Path):
     try:
         import wandb
     except ImportError as exc:
-        raise KuavoError("training.wandb.enable=true needs the wandb package: `pip install -e '.[wandb]'` or `pip install wandb` "
-                         "(or set training.wandb.enable=false)") from exc
+        raise KuavoError(
+            "training.wandb.enable=true needs the wandb package: `pip install -e '.[wandb]'` or `pip install wandb` "
+            "(or set training.wandb.enable=false)"
+        ) from exc
     os.environ.setdefault("WANDB_SILENT", "true")
     settings = spec.settings
     name = f"{settings.run_name}-{spec.name}" if settings.run_name else spec.name
     try:
-        return wandb.init(project=settings.project, entity=settings.entity, name=name, group=spec.group,
-                          job_type="train", mode=settings.mode, dir=str(log_dir),
-                          config=json.loads(json.dumps(spec.config, default=str)),  # int keys -> str
-                          reinit="finish_previous")
+        return wandb.init(
+            project=settings.project,
+            entity=settings.entity,
+            name=name,
+            group=spec.group,
+            job_type="train",
+            mode=settings.mode,
+            dir=str(log_dir),
+            config=json.loads(json.dumps(spec.config, default=str)),  # int keys -> str
+            reinit="finish_previous",
+        )
     except Exception as exc:  # noqa: BLE001 - wandb raises many types (auth, network, settings)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise KuavoError(f"W&B could not start a run ({first}); for training.wandb.mode=online log in with "
-                         f"`wandb login` (or set WANDB_API_KEY), or use training.wandb.mode=offline") from exc
+        first = first_line(exc)
+        raise KuavoError(
+            f"W&B could not start a run ({first}); for training.wandb.mode=online log in with "
+            f"`wandb login` (or set WANDB_API_KEY), or use training.wandb.mode=offline"
+        ) from exc
 
 
 def quiet_third_party_logs() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
+import signal
 import sys
 import time
 from contextlib import nullcontext
@@ -17,6 +19,21 @@ from kuavo_train.data.constants import ACTION_DIM_MASK, SAMPLE_SEED
 from kuavo_train.errors import KuavoError
 from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss, prepare_batch
 from kuavo_train.training.distributed import DistContext
+
+# Test-only hook (tests/e2e/test_resume.py), never set in a real run: KUAVO_TEST_KILL_AFTER_STEP=N makes the
+# process send itself SIGKILL right after optimizer step N of a stage is done (its loss counted);
+# KUAVO_TEST_KILL_AFTER_STEP=N:SIGTERM sends SIGTERM instead (the graceful stop that saves last/). Read once, at import.
+TEST_KILL_ENV = "KUAVO_TEST_KILL_AFTER_STEP"
+
+
+def _test_kill_point(value: str | None) -> tuple[int, signal.Signals] | None:
+    if not value:
+        return None
+    step, _, name = value.partition(":")
+    return int(step), signal.Signals[name or "SIGKILL"]
+
+
+_TEST_KILL = _test_kill_point(os.environ.get(TEST_KILL_ENV))
 
 
 def make_autocast(device: torch.device, mixed_precision: str):
@@ -82,6 +99,14 @@ def training_noise(ctx: StepContext, seeds: torch.Tensor, epoch: int) -> tuple[t
     return fixed_noise_and_time(mixed, config.chunk_size, config.max_action_dim, ctx.device)
 
 
+def batch_loss(ctx: StepContext, raw: dict, epoch: int) -> torch.Tensor:
+    """The mean training loss of one loader batch in epoch ``epoch`` (1-based): what `train_step` back-propagates."""
+    batch, side = prepare_batch(raw, ctx.preprocessor, ctx.device)
+    noise, time_ = training_noise(ctx, side[SAMPLE_SEED], epoch)
+    with ctx.autocast():
+        return per_sample_loss(ctx.policy, batch, side[ACTION_DIM_MASK].to(ctx.device), noise=noise, time=time_).mean()
+
+
 def train_step(ctx: StepContext, raw_batches: dict | list[dict], state: LoopState) -> float | None:
     """One optimizer step over one loader batch or a list of them (gradient accumulation); returns
     the mean loss of its micro-batches, or None when a non-finite loss/gradient skipped the step.
@@ -94,17 +119,16 @@ def train_step(ctx: StepContext, raw_batches: dict | list[dict], state: LoopStat
     ctx.optimizer.zero_grad(set_to_none=True)
     step_loss = 0.0
     for raw in micro_batches:
-        batch, side = prepare_batch(raw, ctx.preprocessor, ctx.device)
-        noise, time_ = training_noise(ctx, side[SAMPLE_SEED], state.epoch + 1)
-        with ctx.autocast():
-            loss = per_sample_loss(ctx.policy, batch, side[ACTION_DIM_MASK].to(ctx.device), noise=noise, time=time_).mean()
+        loss = batch_loss(ctx, raw, state.epoch + 1)
         global_loss = ctx.dist.all_reduce_sum(loss.detach().float().clone()) / ctx.dist.world_size
         if not torch.isfinite(global_loss):  # the same on every rank: all skip the step together
             return _skip_nonfinite(ctx, state)
         (loss * scale).backward()
         step_loss += float(global_loss) * scale
     ctx.dist.average_gradients(ctx.trainable)
-    grad_norm = torch.nn.utils.clip_grad_norm_(ctx.trainable, ctx.grad_clip_norm if ctx.grad_clip_norm > 0 else math.inf)
+    grad_norm = torch.nn.utils.clip_grad_norm_(
+        ctx.trainable, ctx.grad_clip_norm if ctx.grad_clip_norm > 0 else math.inf
+    )
     if not torch.isfinite(grad_norm):
         return _skip_nonfinite(ctx, state)
     ctx.optimizer.step()
@@ -120,8 +144,10 @@ def _skip_nonfinite(ctx: StepContext, state: LoopState) -> None:
     state.consecutive_nonfinite += 1
     if state.consecutive_nonfinite >= ctx.max_consecutive_nonfinite:
         raise KuavoError(
-            f"{state.consecutive_nonfinite} optimizer steps in a row had a non-finite loss or gradient (step {state.step}); "
-            f"the last good checkpoint is kept. Lower the lr, check the data with `kuavo-train check-data`, or use training.mixed_precision=no"
+            f"{state.consecutive_nonfinite} optimizer steps in a row had a non-finite loss or gradient "
+            f"(step {state.step}); "
+            "the last good checkpoint is kept. Lower the lr, check the data with `kuavo-train check-data`, "
+            "or use training.mixed_precision=no"
         )
     return None
 
@@ -145,16 +171,24 @@ def epoch_batches(steps: int, loader_batches: int, accumulation_steps: int) -> i
     return min(steps * accumulation_steps, loader_batches)
 
 
-def train_epoch(ctx: StepContext, loader, state: LoopState, total: int, log_scalar, desc: str,
-                stop: StopRequest | None = None) -> list[float]:
+def train_epoch(
+    ctx: StepContext, loader, state: LoopState, total: int, log_scalar, desc: str, stop: StopRequest | None = None
+) -> list[float]:
     """Train the rest of the epoch (``total`` optimizer steps in all, each of
     ``ctx.accumulation_steps`` loader batches; ``state.batches_into_epoch`` batches done); returns
     the losses of this call. Stops early, between optimizer steps, when ``stop`` is requested."""
     ctx.policy.train()
     losses = []
     total_batches = epoch_batches(total, len(loader), ctx.accumulation_steps)
-    bar = tqdm(total=total_batches, initial=state.batches_into_epoch, desc=desc, leave=False, dynamic_ncols=True,
-               mininterval=1.0, disable=not sys.stderr.isatty())
+    bar = tqdm(
+        total=total_batches,
+        initial=state.batches_into_epoch,
+        desc=desc,
+        leave=False,
+        dynamic_ncols=True,
+        mininterval=1.0,
+        disable=not sys.stderr.isatty(),
+    )
     start, samples = time.perf_counter(), 0
     batches = iter(loader)
     while state.batches_into_epoch < total_batches and not (stop is not None and ctx.dist.any(stop.requested)):
@@ -174,5 +208,7 @@ def train_epoch(ctx: StepContext, loader, state: LoopState, total: int, log_scal
             log_scalar("train/lr", lr, state.step)
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", sps=f"{samples / (time.perf_counter() - start):.1f}")
         bar.update(len(group))
+        if _TEST_KILL is not None and loss is not None and state.step == _TEST_KILL[0]:
+            os.kill(os.getpid(), _TEST_KILL[1])  # test-only, see TEST_KILL_ENV
     bar.close()
     return losses

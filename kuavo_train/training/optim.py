@@ -10,7 +10,11 @@ from kuavo_train.config.schema import OptimizerConfig, SchedulerConfig
 def make_optimizer(policy, lr: float, cfg: OptimizerConfig, device: torch.device) -> torch.optim.Optimizer:
     params = [p for p in policy.parameters() if p.requires_grad]
     return torch.optim.AdamW(
-        params, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay,
+        params,
+        lr=lr,
+        betas=tuple(cfg.betas),
+        eps=cfg.eps,
+        weight_decay=cfg.weight_decay,
         fused=device.type == "cuda",
     )
 

@@ -1,4 +1,5 @@
-"""The sim benchmark needs MuJoCo/Meta-World (the `sim` extra) and OSMesa; CI demands them (KUAVO_REQUIRE_SYSTEM_DEPS=1)."""
+"""The sim benchmark needs MuJoCo/Meta-World (the `sim` extra) and OSMesa; CI demands them
+(KUAVO_REQUIRE_SYSTEM_DEPS=1)."""
 
 from __future__ import annotations
 

@@ -16,10 +16,21 @@ pytestmark = pytest.mark.usefixtures("sim_available")
 
 def test_smoke_run_trains_evaluates_and_writes_the_tables(tmp_path):
     out, docs = tmp_path / "sim", tmp_path / "docs"
-    command = [sys.executable, "benchmarks/sim/run.py", "--smoke", "--strategy", "naive", "joint",
-               "--out", str(out), "--docs", str(docs)]
-    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    command = [
+        sys.executable,
+        "benchmarks/sim/run.py",
+        "--smoke",
+        "--strategy",
+        "naive",
+        "joint",
+        "--out",
+        str(out),
+        "--docs",
+        str(docs),
+    ]
+    proc = subprocess.run(
+        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"}
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Closed-loop success of the final model per task" in proc.stdout
 
@@ -38,8 +49,14 @@ def test_smoke_run_trains_evaluates_and_writes_the_tables(tmp_path):
     for task_dir in ("task1_reach", "task2_push", "task3_pick_place", "task4_drawer_close"):
         assert (out / "naive" / task_dir / "best" / "model.safetensors").is_file()
 
+    # What it ran on, from the config (tiny backbone, training.device=cpu) and the checkpoint it trained.
+    assert summary["model"]["vlm"] == "tiny_smolvlm" and summary["model"]["vlm_weights"] == "random init"
+    assert summary["model"]["parameters"] > 0 and summary["device"]["device"] == "cpu"
+
     page = (docs / "benchmarks.md").read_text()
     assert "| naive |" in page and "| joint |" in page and "benchmarks/sim/run.py --smoke" in page
+    assert "Model: VLM backbone `tiny_smolvlm` (random init, 4 layers, 2 frozen), 64x64 images" in page
+    assert f"Device: cpu (fp32) on {summary['machine']}." in page
     assert (docs / "img" / "sim_success_matrices.png").stat().st_size > 5000
 
 

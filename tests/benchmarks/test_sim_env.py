@@ -85,8 +85,13 @@ def test_expert_demos_are_a_lerobot_dataset_our_checker_accepts(tmp_path):
     assert frame["observation.state"].shape == (STATE_DIM,) and frame["action"].shape == (ACTION_DIM,)
     assert frame[CAMERA_KEY].shape == (3, 32, 32)
     assert frame["task"] == SIM_TASKS[0].instruction
-    report = check_dataset(root, expected_cameras=[CAMERA_KEY], expected_state_dim=STATE_DIM, expected_action_dim=ACTION_DIM,
-                          instruction=SIM_TASKS[0].instruction)
+    report = check_dataset(
+        root,
+        expected_cameras=[CAMERA_KEY],
+        expected_state_dim=STATE_DIM,
+        expected_action_dim=ACTION_DIM,
+        instruction=SIM_TASKS[0].instruction,
+    )
     assert not report.problems, report.problems
     # A second call reuses the complete set; other settings on the same dir are refused.
     assert write_task_demos(SIM_TASKS[0], root, DemoSpec(episodes=2, image_size=32)) == root

@@ -22,7 +22,9 @@ def test_defaults_follow_the_spec():
     assert cfg.policy.chunk_size == 50 and cfg.policy.max_action_dim == 32
     assert cfg.training.batch_size == 16 and cfg.training.seed == 42
     # One source of truth: the instructions are the task files' own.
-    assert [t.language_instruction for t in cfg.tasks] == [_task_yaml(Path(f).name)["language_instruction"] for f in cfg.curriculum]
+    assert [t.language_instruction for t in cfg.tasks] == [
+        _task_yaml(Path(f).name)["language_instruction"] for f in cfg.curriculum
+    ]
 
 
 def test_seed_style_task_override_and_task_fields():
@@ -33,7 +35,13 @@ def test_seed_style_task_override_and_task_fields():
 
 
 def test_replay_override_that_sums_to_one():
-    cfg = load_config(overrides=["task=tasks/task2_weighing", "sequential.stage2_replay.task1=0.3", "sequential.stage2_replay.task2=0.7"])
+    cfg = load_config(
+        overrides=[
+            "task=tasks/task2_weighing",
+            "sequential.stage2_replay.task1=0.3",
+            "sequential.stage2_replay.task2=0.7",
+        ]
+    )
     assert cfg.replay_mix() == {1: 0.3, 2: 0.7}
 
 
@@ -83,11 +91,20 @@ def test_five_task_curriculum_needs_no_code(tmp_path):
 
     config_dir = tmp_path / "policy"
     shutil.copytree(DEFAULT_CONFIG_DIR, config_dir)
-    extra = _task_yaml("task1_moving_grasp") | {"id": 5, "name": "extra", "stage": 5, "language_instruction": "Wave at the camera"}
+    extra = _task_yaml("task1_moving_grasp") | {
+        "id": 5,
+        "name": "extra",
+        "stage": 5,
+        "language_instruction": "Wave at the camera",
+    }
     (config_dir / "tasks" / "task5_extra.yaml").write_text("# @package _global_\n" + yaml.safe_dump(extra))
-    cfg = load_config(config_dir, "smolvla_sequential_base", [
-        "curriculum=[tasks/task1_moving_grasp,tasks/task2_weighing,tasks/task3_placement,tasks/task4_sorting,tasks/task5_extra]",
-        "task=tasks/task5_extra",
-        "+sequential.stage5_replay={task1: 0.1, task2: 0.1, task3: 0.1, task4: 0.1, task5: 0.6}",
-    ])
+    cfg = load_config(
+        config_dir,
+        "smolvla_sequential_base",
+        [
+            "curriculum=[tasks/task1_moving_grasp,tasks/task2_weighing,tasks/task3_placement,tasks/task4_sorting,tasks/task5_extra]",
+            "task=tasks/task5_extra",
+            "+sequential.stage5_replay={task1: 0.1, task2: 0.1, task3: 0.1, task4: 0.1, task5: 0.6}",
+        ],
+    )
     assert cfg.stage == 5 and cfg.replay_mix()[5] == 0.6

@@ -27,12 +27,14 @@ from kuavo_train.data.check import (
     check_datasets,
     format_report,
 )
-from kuavo_train.demo.synthetic_data import CAMERA_KEYS, SyntheticTaskSpec, write_synthetic_task
+from kuavo_train.demo.synthetic import CAMERA_KEYS, SyntheticTaskSpec, write_synthetic_task
 from kuavo_train.errors import KuavoError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE, ACTION = "observation.state", "action"
-INSTRUCTION = "Pick up the moving object from the conveyor belt, place it on the table, and push it to the designated area"
+INSTRUCTION = (
+    "Pick up the moving object from the conveyor belt, place it on the table, and push it to the designated area"
+)
 WALK_INSTRUCTION = (
     "Move from the starting point to the rack, pick up the workpiece, turn around, move to the placement rack, "
     "and place it in the designated position"
@@ -96,10 +98,18 @@ def poke(path: Path, key: str, row: int, dim: int, value: float) -> None:
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory):
     base = tmp_path_factory.mktemp("check_data")
-    clean = write_synthetic_task(base / "clean", SyntheticTaskSpec(1, INSTRUCTION), num_episodes=NUM_EPISODES,
-                                 min_len=8, max_len=12, image_hw=HW)
-    video = write_synthetic_task(base / "video", SyntheticTaskSpec(4, WALK_INSTRUCTION, action_dim=20), num_episodes=2,
-                                 min_len=8, max_len=10, image_hw=HW, video=True)
+    clean = write_synthetic_task(
+        base / "clean", SyntheticTaskSpec(1, INSTRUCTION), num_episodes=NUM_EPISODES, min_len=8, max_len=12, image_hw=HW
+    )
+    video = write_synthetic_task(
+        base / "video",
+        SyntheticTaskSpec(4, WALK_INSTRUCTION, action_dim=20),
+        num_episodes=2,
+        min_len=8,
+        max_len=10,
+        image_hw=HW,
+        video=True,
+    )
     lengths = [json.loads(line)["length"] for line in (clean / "meta" / "episodes.jsonl").read_text().splitlines()]
     return {"base": base, "clean": clean, "video": video, "lengths": lengths, "digest": tree_digest(clean)}
 
@@ -110,8 +120,13 @@ def broken(datasets, tmp_path):
     return Path(shutil.copytree(datasets["clean"], tmp_path / "broken"))
 
 
-EXPECT_CLEAN = dict(expected_state_dim=16, expected_action_dim=16, expected_cameras=list(CAMERA_KEYS), expected_fps=10,
-                    instruction=INSTRUCTION)
+EXPECT_CLEAN = dict(
+    expected_state_dim=16,
+    expected_action_dim=16,
+    expected_cameras=list(CAMERA_KEYS),
+    expected_fps=10,
+    instruction=INSTRUCTION,
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,8 +176,16 @@ def test_video_dataset_is_reported_as_video(datasets):
 
 
 def test_depth_columns_and_leftover_images_are_notes_not_problems(datasets):
-    root = write_synthetic_task(datasets["base"] / "depth", SyntheticTaskSpec(2, "Weigh it"), num_episodes=2,
-                                min_len=6, max_len=8, image_hw=HW, with_depth=True, leftover_images=True)
+    root = write_synthetic_task(
+        datasets["base"] / "depth",
+        SyntheticTaskSpec(2, "Weigh it"),
+        num_episodes=2,
+        min_len=6,
+        max_len=8,
+        image_hw=HW,
+        with_depth=True,
+        leftover_images=True,
+    )
     report = check(root, **{**EXPECT_CLEAN, "instruction": "Weigh it"})
     assert report.problems == []
     assert report.depth_keys == ["observation.depth_h", "observation.depth_l", "observation.depth_r"]
@@ -248,7 +271,12 @@ def test_missing_required_camera(broken):
     del info["features"][CAMERA_KEYS[2]]
     (broken / "meta" / "info.json").write_text(json.dumps(info))
     report = check(broken, expected_cameras=list(CAMERA_KEYS))
-    problem_with(report, str(broken / "meta" / "info.json"), f"required camera '{CAMERA_KEYS[2]}' is missing", "task.data.cameras")
+    problem_with(
+        report,
+        str(broken / "meta" / "info.json"),
+        f"required camera '{CAMERA_KEYS[2]}' is missing",
+        "task.data.cameras",
+    )
     assert len(report.problems) == 1
     # An unknown camera asked for on a clean dataset is reported the same way.
     report = check(broken, expected_cameras=["observation.images.chest_cam"])
@@ -264,7 +292,9 @@ def test_wrong_state_dim(datasets):
 
 def test_wrong_action_dim(datasets):
     report = check(datasets["clean"], expected_action_dim=20)
-    problem_with(report, str(datasets["clean"] / "meta" / "info.json"), "action has 16 dims", "20 are expected", "action_dim")
+    problem_with(
+        report, str(datasets["clean"] / "meta" / "info.json"), "action has 16 dims", "20 are expected", "action_dim"
+    )
     assert len(report.problems) == 1
 
 
@@ -324,7 +354,9 @@ def test_fps_mismatch_between_datasets(datasets, broken):
     edit_info(broken, fps=15)
     reports = check_datasets([datasets["clean"], broken])
     assert reports[0].problems == []
-    message = problem_with(reports[1], str(broken / "meta" / "info.json"), "fps 15 differs from fps 10", str(datasets["clean"]))
+    message = problem_with(
+        reports[1], str(broken / "meta" / "info.json"), "fps 15 differs from fps 10", str(datasets["clean"])
+    )
     assert "\n" not in message
 
 
@@ -353,16 +385,33 @@ def test_episode_length_disagreeing_with_episodes_jsonl(broken, datasets):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.run([sys.executable, "-m", "kuavo_train", "check-data", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kuavo_train", "check-data", *args],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_exit_codes_and_output(datasets, tmp_path):
     clean = datasets["clean"]
-    ok = run_cli(str(clean), "--state-dim", "16", "--action-dim", "16", "--cameras", "head_cam_h,wrist_cam_l,wrist_cam_r",
-                 "--fps", "10")
+    ok = run_cli(
+        str(clean),
+        "--state-dim",
+        "16",
+        "--action-dim",
+        "16",
+        "--cameras",
+        "head_cam_h,wrist_cam_l,wrist_cam_r",
+        "--fps",
+        "10",
+    )
     assert ok.returncode == 0, ok.stderr
-    assert f"Dataset {clean}" in ok.stdout and f"episodes: {NUM_EPISODES}, frames: {sum(datasets['lengths'])}" in ok.stdout
+    assert (
+        f"Dataset {clean}" in ok.stdout and f"episodes: {NUM_EPISODES}, frames: {sum(datasets['lengths'])}" in ok.stdout
+    )
     assert "result: OK" in ok.stdout
 
     bad = run_cli(str(clean), "--state-dim", "14", "--cameras", "head_cam_h,chest_cam")
@@ -379,9 +428,11 @@ def test_cli_exit_codes_and_output(datasets, tmp_path):
 
 
 def test_cli_bad_arguments_exit_2(capsys):
-    assert check_data_main([]) == 2
+    from kuavo_train.cli import main
+
+    assert main(["check-data"]) == 2
     assert "error: give at least one dataset dir" in capsys.readouterr().err
-    assert check_data_main(["x", "--state-dim", "zero"]) == 2
+    assert main(["check-data", "x", "--state-dim", "zero"]) == 2
     assert "--state-dim" in capsys.readouterr().err
 
 

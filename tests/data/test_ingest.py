@@ -5,7 +5,7 @@ import pytest
 
 from kuavo_train.data.ingest import ingest_dataset
 from kuavo_train.data.source import read_source_info
-from kuavo_train.demo.synthetic_data import SyntheticTaskSpec, write_synthetic_task
+from kuavo_train.demo.synthetic import SyntheticTaskSpec, write_synthetic_task
 from kuavo_train.errors import KuavoError
 
 SPEC = SyntheticTaskSpec(task_id=4, instruction="Move from the starting point to the rack", action_dim=20)
@@ -24,13 +24,24 @@ def tree_digest(root: Path) -> str:
 def load(root: Path):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    return LeRobotDataset("kuavo/test", root=root, episodes=[0, 1], delta_timestamps={"action": [0.0, 0.1]}, video_backend="pyav")
+    return LeRobotDataset(
+        "kuavo/test", root=root, episodes=[0, 1], delta_timestamps={"action": [0.0, 0.1]}, video_backend="pyav"
+    )
 
 
 @pytest.mark.parametrize("video", [False, True], ids=["image-in-parquet", "video"])
 def test_v21_is_converted_into_a_readable_cache_without_touching_the_source(tmp_path, video):
-    source = write_synthetic_task(tmp_path / "src", SPEC, num_episodes=3, min_len=12, max_len=16, image_hw=(24, 32),
-                                  video=video, with_depth=True, leftover_images=True)
+    source = write_synthetic_task(
+        tmp_path / "src",
+        SPEC,
+        num_episodes=3,
+        min_len=12,
+        max_len=16,
+        image_hw=(24, 32),
+        video=video,
+        with_depth=True,
+        leftover_images=True,
+    )
     before = tree_digest(source)
     converted = ingest_dataset(source, tmp_path / "cache")
     assert tree_digest(source) == before
@@ -87,13 +98,19 @@ def test_conversion_says_one_line_per_dataset_and_lerobots_warning_once(tmp_path
     from kuavo_train.data import ingest
 
     ingest._SayOnce.said = False
-    sources = [write_synthetic_task(tmp_path / f"src{i}", SPEC, num_episodes=2, min_len=12, max_len=14, image_hw=(24, 32))
-               for i in range(2)]
+    sources = [
+        write_synthetic_task(tmp_path / f"src{i}", SPEC, num_episodes=2, min_len=12, max_len=14, image_hw=(24, 32))
+        for i in range(2)
+    ]
     with caplog.at_level("WARNING"):
         for source in sources:
             ingest_dataset(source, tmp_path / "cache")
     out, err = capfd.readouterr()
     assert out.count("converting ") == 2 and out.count("converted in") == 2
     assert "convert data files" not in err and "Generating train split" not in err
-    unknown = [r.getMessage() for r in caplog.records if "DatasetInfo" in r.getMessage() or "info.json fields" in r.getMessage()]
+    unknown = [
+        r.getMessage()
+        for r in caplog.records
+        if "DatasetInfo" in r.getMessage() or "info.json fields" in r.getMessage()
+    ]
     assert len(unknown) == 1 and "harmless" in unknown[0]

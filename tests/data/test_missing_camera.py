@@ -73,13 +73,16 @@ def test_the_masked_camera_does_not_reach_the_loss(masked):
     cfg, data = masked
     policy = load_policy(cfg.policy, data.schema, None, torch.device("cpu")).eval()
     preprocessor, _ = make_processors(policy, data.stats)
-    samples = [task_dataset(data, 1, data.splits[1].train, cfg.policy.chunk_size)[0],
-               task_dataset(data, 3, data.splits[3].train, cfg.policy.chunk_size)[0]]
+    samples = [
+        task_dataset(data, 1, data.splits[1].train, cfg.policy.chunk_size)[0],
+        task_dataset(data, 3, data.splits[3].train, cfg.policy.chunk_size)[0],
+    ]
 
     def losses(raw):
         batch, side = prepare_batch(default_collate(raw), preprocessor, torch.device("cpu"))
-        noise, time = fixed_noise_and_time(torch.tensor([1, 2]), cfg.policy.chunk_size, policy.config.max_action_dim,
-                                           torch.device("cpu"))
+        noise, time = fixed_noise_and_time(
+            torch.tensor([1, 2]), cfg.policy.chunk_size, policy.config.max_action_dim, torch.device("cpu")
+        )
         with torch.no_grad():
             return per_sample_loss(policy, batch, side["action_dim_mask"], noise=noise, time=time)
 
@@ -99,8 +102,9 @@ def test_the_wrapper_acts_without_the_camera_only_for_the_task_that_lacks_it(mas
     cfg, _ = masked
     stage1 = dataclasses.replace(cfg, task=cfg.tasks[0], task_file=TASK_FILES[0])
     assert run_stage(stage1).status == "complete"
-    policy = SmolVLAPolicyWrapper.from_pretrained(Path(cfg.training.output_directory) / "task1_moving_grasp" / "best",
-                                                  device="cpu")
+    policy = SmolVLAPolicyWrapper.from_pretrained(
+        Path(cfg.training.output_directory) / "task1_moving_grasp" / "best", device="cpu"
+    )
     observation = policy.make_example_observation(task_id=3, seed=0)
     observation.pop(WRIST_R)
     assert policy.select_action(observation).shape == (16,)
@@ -113,7 +117,9 @@ def test_the_wrapper_acts_without_the_camera_only_for_the_task_that_lacks_it(mas
 def test_a_camera_no_task_has_is_an_error(demo_env, tmp_path):
     cameras = "[observation.images.head_cam_h,observation.images.wrist_cam_l,observation.images.chest_cam]"
     cfg = demo_env.config(TASK_FILES[2], [f"task.data.cameras={cameras}"], output=tmp_path / "run")
-    with pytest.raises(KuavoError, match=r"camera\(s\) \['observation.images.chest_cam'\] not in the dataset .* nor in any other"):
+    with pytest.raises(
+        KuavoError, match=r"camera\(s\) \['observation.images.chest_cam'\] not in the dataset .* nor in any other"
+    ):
         prepare_curriculum_data(cfg, tmp_path / "run")
 
 

@@ -1,6 +1,5 @@
 from collections import Counter
 
-import numpy as np
 import pytest
 
 from kuavo_train.data.replay import ReplayMixSampler, samples_per_epoch, task_counts

@@ -18,6 +18,8 @@ def test_merge_is_exact_and_respects_each_tasks_dims():
 
 def test_merged_stats_format():
     rng = np.random.default_rng(1)
-    parts = [{"observation.state": Moments.of(rng.normal(size=(10, 16))), "action": Moments.of(rng.normal(size=(10, 20)))}]
+    parts = [
+        {"observation.state": Moments.of(rng.normal(size=(10, 16))), "action": Moments.of(rng.normal(size=(10, 20)))}
+    ]
     stats = merged_stats(parts, 16, 20)
     assert stats["action"]["mean"].shape == (20,) and stats["action"]["std"].dtype == np.float32

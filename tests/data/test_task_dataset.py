@@ -8,7 +8,7 @@ from kuavo_train.data.ingest import ingest_dataset
 from kuavo_train.data.schema import FeatureSchema, TaskFeatures
 from kuavo_train.data.task_dataset import _SEED_STRIDE, TaskDataset
 from kuavo_train.data.video import torchcodec_problem
-from kuavo_train.demo.synthetic_data import SyntheticTaskSpec, write_synthetic_task
+from kuavo_train.demo.synthetic import SyntheticTaskSpec, write_synthetic_task
 from kuavo_train.evaluation.validate import make_loader
 from kuavo_train.policy.loss import prepare_batch
 from tests.conftest import skip_unless_required
@@ -20,11 +20,16 @@ EPISODES = [0, 2]
 
 def build(tmp_path, video: bool, backend: str = "pyav", task_id: int = 1):
     spec = SyntheticTaskSpec(task_id=task_id, instruction=f"Grasp part {task_id}", action_dim=16)
-    source = write_synthetic_task(tmp_path / f"src{task_id}", spec, num_episodes=3, min_len=8, max_len=11,
-                                  image_hw=(24, 32), video=video)
+    source = write_synthetic_task(
+        tmp_path / f"src{task_id}", spec, num_episodes=3, min_len=8, max_len=11, image_hw=(24, 32), video=video
+    )
     root = ingest_dataset(source, tmp_path / "cache")
-    task = TaskFeatures(task_id=task_id, name=f"grasp{task_id}", instruction=spec.instruction, state_dim=16, action_dim=16)
-    schema = FeatureSchema(cameras={c: (3, 24, 32) for c in CAMERAS}, state_dim=16, action_dim=20, fps=10.0, tasks=(task,))
+    task = TaskFeatures(
+        task_id=task_id, name=f"grasp{task_id}", instruction=spec.instruction, state_dim=16, action_dim=16
+    )
+    schema = FeatureSchema(
+        cameras={c: (3, 24, 32) for c in CAMERAS}, state_dim=16, action_dim=20, fps=10.0, tasks=(task,)
+    )
     return root, TaskDataset(root, task, schema, EPISODES, CHUNK, video_backend=backend)
 
 
@@ -80,7 +85,9 @@ def test_png_and_mp4_tasks_mix_in_one_batch_as_uint8(tmp_path, workers):
 
 
 def test_forked_children_do_not_inherit_open_torchcodec_decoders(tmp_path):
-    skip_unless_required(None if torchcodec_problem() is None else f"torchcodec cannot load FFmpeg: {torchcodec_problem()}")
+    skip_unless_required(
+        None if torchcodec_problem() is None else f"torchcodec cannot load FFmpeg: {torchcodec_problem()}"
+    )
     from lerobot.datasets import video_utils
 
     _, dataset = build(tmp_path, video=True, backend="torchcodec")

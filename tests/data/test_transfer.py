@@ -53,7 +53,7 @@ def test_workers_deliver_the_same_batches_as_a_plain_loader():
     plain = list(DataLoader(Samples(), batch_size=4, num_workers=0))
     shared = list(SharedBufferLoader(Samples(), batch_size=4, num_workers=2, persistent_workers=True))
     assert len(shared) == len(plain) == 3
-    for ours, reference in zip(shared, plain):
+    for ours, reference in zip(shared, plain, strict=True):
         assert_same_batch(ours, reference)
 
 
@@ -61,8 +61,13 @@ def test_shared_memory_need_and_the_docker_advice():
     from kuavo_train.data.schema import FeatureSchema, TaskFeatures
     from kuavo_train.data.transfer import batch_bytes, shared_memory_need, shared_memory_problem
 
-    kuavo = FeatureSchema(cameras={f"observation.images.{c}": (3, 480, 640) for c in ("head_cam_h", "wrist_cam_l", "wrist_cam_r")},
-                          state_dim=16, action_dim=20, fps=10.0, tasks=(TaskFeatures(1, "a", "do a", 16, 16),))
+    kuavo = FeatureSchema(
+        cameras={f"observation.images.{c}": (3, 480, 640) for c in ("head_cam_h", "wrist_cam_l", "wrist_cam_r")},
+        state_dim=16,
+        action_dim=20,
+        fps=10.0,
+        tasks=(TaskFeatures(1, "a", "do a", 16, 16),),
+    )
     assert 44e6 < batch_bytes(kuavo, 16, 50) < 45e6  # the README's "about 44 MB"
     need = shared_memory_need(kuavo, 16, 50, num_workers=4)
     assert need == 17 * batch_bytes(kuavo, 16, 50) and shared_memory_need(kuavo, 16, 50, num_workers=0) == 0

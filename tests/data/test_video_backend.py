@@ -22,5 +22,7 @@ def test_auto_falls_back_to_pyav_without_ffmpeg(monkeypatch):
 
 def test_asking_for_torchcodec_without_ffmpeg_names_the_fix(monkeypatch):
     monkeypatch.setattr(video, "torchcodec_problem", lambda: "libavutil.so.59: cannot open shared object file")
-    with pytest.raises(KuavoError, match=r"data.video_backend=torchcodec.*libavutil.*apt-get install ffmpeg.*video_backend=pyav"):
+    with pytest.raises(
+        KuavoError, match=r"data.video_backend=torchcodec.*libavutil.*apt-get install ffmpeg.*video_backend=pyav"
+    ):
         video.resolve_video_backend("torchcodec")

@@ -1,4 +1,4 @@
-"""Tests for kuavo_train.demo.synthetic_data: Kuavo-format (LeRobot v2.1) synthetic datasets."""
+"""Tests for kuavo_train.demo.synthetic: Kuavo-format (LeRobot v2.1) synthetic datasets."""
 
 from __future__ import annotations
 
@@ -13,19 +13,22 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from kuavo_train.demo import synthetic_data as sd
-from kuavo_train.demo.synthetic_data import (
+from kuavo_train.demo.synthetic import (
     CAMERA_KEYS,
     DEPTH_KEYS,
     JOINT_NAMES,
     SyntheticTaskSpec,
+    choose_video_codec,
     episode_conditions,
     expert_action,
     expert_action_chunk,
     load_generation_info,
+    render_head_image,
     task_targets,
     write_synthetic_task,
 )
+from kuavo_train.demo.synthetic.expert import _BASE
+from kuavo_train.demo.synthetic.writer import main as synthetic_main
 from kuavo_train.errors import KuavoError
 
 INSTR = {
@@ -88,8 +91,14 @@ def test_v21_layout_and_meta(image_ds):
 
     feats = info["features"]
     expected_keys = [
-        "observation.state", "action", *CAMERA_KEYS,
-        "timestamp", "frame_index", "episode_index", "index", "task_index",
+        "observation.state",
+        "action",
+        *CAMERA_KEYS,
+        "timestamp",
+        "frame_index",
+        "episode_index",
+        "index",
+        "task_index",
     ]
     assert list(feats) == expected_keys
     assert feats["observation.state"] == {"dtype": "float32", "shape": [16], "names": list(JOINT_NAMES)}
@@ -110,7 +119,7 @@ def test_v21_layout_and_meta(image_ds):
     assert info["total_frames"] == sum(lengths)
 
     assert [s["episode_index"] for s in stats] == list(range(12))
-    for s, n in zip(stats, lengths):
+    for s, n in zip(stats, lengths, strict=True):
         st = s["stats"]
         assert set(st) == set(feats)  # every feature, like lerobot v2.1
         for cam in CAMERA_KEYS:
@@ -169,7 +178,7 @@ def test_images_decode_to_right_size_and_show_goal(image_ds):
         img = Image.open(io.BytesIO(table[cam][5]["bytes"]))
         assert img.format == "PNG" and img.mode == "RGB" and img.size == (64, 48)
     head = np.asarray(Image.open(io.BytesIO(table[CAMERA_KEYS[0]][0]["bytes"])))
-    np.testing.assert_array_equal(head, sd.render_head_image(goal, (48, 64)))
+    np.testing.assert_array_equal(head, render_head_image(goal, (48, 64)))
     # the tint encodes the goal: corner pixel R, G levels = 0.5 + 0.4 g
     corner = head[0, 0] / 255.0 if abs(goal[0]) < 0.5 else head[-1, -1] / 255.0
     if not (corner == 1.0).all():
@@ -181,8 +190,9 @@ def test_images_decode_to_right_size_and_show_goal(image_ds):
 
 
 def test_real_resolution_option(tmp_path):
-    root = write_synthetic_task(tmp_path / "big", SyntheticTaskSpec(2, INSTR[2]), num_episodes=1, min_len=3,
-                                max_len=3, image_hw=(480, 640))
+    root = write_synthetic_task(
+        tmp_path / "big", SyntheticTaskSpec(2, INSTR[2]), num_episodes=1, min_len=3, max_len=3, image_hw=(480, 640)
+    )
     info = json.loads((root / "meta/info.json").read_text())
     assert info["features"][CAMERA_KEYS[0]]["shape"] == [3, 480, 640]
     img = Image.open(io.BytesIO(_episode_table(root, 0).to_pydict()[CAMERA_KEYS[2]][0]["bytes"]))
@@ -197,11 +207,12 @@ def test_real_resolution_option(tmp_path):
 def test_video_mode(tmp_path):
     import av
 
-    root = write_synthetic_task(tmp_path / "vid", SyntheticTaskSpec(4, "walk", 20), num_episodes=2, min_len=12,
-                                max_len=16, video=True)
+    root = write_synthetic_task(
+        tmp_path / "vid", SyntheticTaskSpec(4, "walk", 20), num_episodes=2, min_len=12, max_len=16, video=True
+    )
     info = json.loads((root / "meta/info.json").read_text())
     episodes = _read_jsonl(root / "meta/episodes.jsonl")
-    encoder, codec = sd.choose_video_codec()
+    encoder, codec = choose_video_codec()
     assert info["total_videos"] == 6
     videos = sorted((root / "videos").rglob("*.mp4"))
     assert len(videos) == 6
@@ -225,13 +236,21 @@ def test_video_mode(tmp_path):
     goal = load_generation_info(root)["episodes"][0]["goal"]
     with av.open(str(root / f"videos/chunk-000/{CAMERA_KEYS[0]}/episode_000000.mp4")) as container:
         first = next(container.decode(video=0)).to_ndarray(format="rgb24").astype(float)
-    expected = sd.render_head_image(goal, (48, 64)).astype(float)
+    expected = render_head_image(goal, (48, 64)).astype(float)
     assert np.abs(first - expected).mean() < 12
 
 
 def test_depth_columns_legacy_names_and_leftover_images(tmp_path):
-    root = write_synthetic_task(tmp_path / "d", SyntheticTaskSpec(3, "place"), num_episodes=2, min_len=5,
-                                max_len=8, with_depth=True, legacy_names=True, leftover_images=True)
+    root = write_synthetic_task(
+        tmp_path / "d",
+        SyntheticTaskSpec(3, "place"),
+        num_episodes=2,
+        min_len=5,
+        max_len=8,
+        with_depth=True,
+        legacy_names=True,
+        leftover_images=True,
+    )
     info = json.loads((root / "meta/info.json").read_text())
     feats = info["features"]
     assert feats["observation.state"]["names"] == {"motors": list(JOINT_NAMES)}
@@ -251,8 +270,9 @@ def test_depth_columns_legacy_names_and_leftover_images(tmp_path):
 
 
 def test_walking_task_action(tmp_path):
-    root = write_synthetic_task(tmp_path / "w", SyntheticTaskSpec(4, "walk", 20), num_episodes=2, min_len=40,
-                                max_len=40)
+    root = write_synthetic_task(
+        tmp_path / "w", SyntheticTaskSpec(4, "walk", 20), num_episodes=2, min_len=40, max_len=40
+    )
     info = json.loads((root / "meta/info.json").read_text())
     assert info["features"]["action"]["names"][16:] == ["cmd_pos_x", "cmd_pos_y", "cmd_pos_yaw", "ctrl_change_cmd"]
     action = np.array(_episode_table(root, 0).column("action").to_pylist())
@@ -262,7 +282,9 @@ def test_walking_task_action(tmp_path):
     # walking commands are task specific too
     g = np.array([0.5, -0.3])
     s = episode_conditions(0, 0)["state0"]
-    assert np.abs(expert_action(4, s, g, action_dim=20)[16:19] - expert_action(1, s, g, action_dim=20)[16:19]).max() > 0.2
+    assert (
+        np.abs(expert_action(4, s, g, action_dim=20)[16:19] - expert_action(1, s, g, action_dim=20)[16:19]).max() > 0.2
+    )
 
 
 def test_invalid_arguments(tmp_path):
@@ -330,12 +352,28 @@ def test_refuses_to_overwrite_and_reuses_identical_generation(tmp_path):
 
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
-    rc = sd.main(["--out", str(out), "--task-id", "4", "--instruction", "walk", "--action-dim", "20",
-                  "--episodes", "2", "--min-len", "5", "--max-len", "6"])
+    rc = synthetic_main(
+        [
+            "--out",
+            str(out),
+            "--task-id",
+            "4",
+            "--instruction",
+            "walk",
+            "--action-dim",
+            "20",
+            "--episodes",
+            "2",
+            "--min-len",
+            "5",
+            "--max-len",
+            "6",
+        ]
+    )
     assert rc == 0 and capsys.readouterr().out.strip() == str(out)
     info = json.loads((out / "meta/info.json").read_text())
     assert info["features"]["action"]["shape"] == [20] and info["total_episodes"] == 2
-    rc = sd.main(["--out", str(out), "--task-id", "1", "--instruction", "other", "--episodes", "2"])
+    rc = synthetic_main(["--out", str(out), "--task-id", "1", "--instruction", "other", "--episodes", "2"])
     assert rc == 2 and "refusing to overwrite" in capsys.readouterr().err
 
 
@@ -397,7 +435,7 @@ def test_tasks_share_observation_distribution_but_conflict(tmp_path):
     assert min(nmse(blind, chunks[k]) for k in chunks) > 0.3
     # task 1's reach target is the mirror of task 2's around the shared bias
     t1, t2 = task_targets(1, g)["T1"], task_targets(2, g)["T1"]
-    bias = sd._BASE["L1"][:, 2]
+    bias = _BASE["L1"][:, 2]
     np.testing.assert_allclose(t1 - bias, -(t2 - bias), atol=1e-12)
 
 
@@ -453,7 +491,9 @@ def test_lerobot_conversion_image_mode(image_ds, tmp_path):
     assert tuple(sample["action"].shape) == (16,)
     assert sample["task"] == INSTR[1]
     col = _episode_table(image_ds, 0).to_pydict()
-    np.testing.assert_array_equal(sample["observation.state"].numpy(), np.array(col["observation.state"][5], np.float32))
+    np.testing.assert_array_equal(
+        sample["observation.state"].numpy(), np.array(col["observation.state"][5], np.float32)
+    )
     head = (sample[CAMERA_KEYS[0]].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     np.testing.assert_array_equal(head, np.asarray(Image.open(io.BytesIO(col[CAMERA_KEYS[0]][5]["bytes"]))))
     assert ds.meta.stats[CAMERA_KEYS[0]]["mean"].shape == (3, 1, 1)
@@ -462,8 +502,9 @@ def test_lerobot_conversion_image_mode(image_ds, tmp_path):
 def test_lerobot_conversion_video_mode(tmp_path):
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
-    src = write_synthetic_task(tmp_path / "vid", SyntheticTaskSpec(4, "walk", 20), num_episodes=3, min_len=10,
-                               max_len=14, video=True)
+    src = write_synthetic_task(
+        tmp_path / "vid", SyntheticTaskSpec(4, "walk", 20), num_episodes=3, min_len=10, max_len=14, video=True
+    )
     new_root = tmp_path / "v30"
     _convert_v21_to_v30(src, new_root)
     ds = LeRobotDataset(repo_id="x/y", root=new_root)
@@ -474,4 +515,4 @@ def test_lerobot_conversion_video_mode(tmp_path):
     assert tuple(last["action"].shape) == (20,)
     goal = load_generation_info(src)["episodes"][2]["goal"]
     head = last[CAMERA_KEYS[0]].permute(1, 2, 0).numpy() * 255
-    assert np.abs(head - sd.render_head_image(goal, (48, 64))).mean() < 12
+    assert np.abs(head - render_head_image(goal, (48, 64))).mean() < 12

@@ -53,9 +53,7 @@ def test_same_args_give_identical_files(backbone: Path, tmp_path: Path) -> None:
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging dirs left behind
 
 
-def test_up_to_date_dir_is_reused_and_stale_one_replaced(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_up_to_date_dir_is_reused_and_stale_one_replaced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tb.build_tiny_backbone(tmp_path / "bb", image_size=32, num_text_layers=2)
     calls: list[Path] = []
     real_write = tb._write_backbone

@@ -83,8 +83,14 @@ def test_export_layout_has_no_path_back_to_the_training_machine(exported):
     assert config["vlm_model_name"] == VLM_DIR and config["load_vlm_weights"] is False
     assert (out / VLM_DIR / "config.json").is_file() and (out / VLM_DIR / "tokenizer.json").is_file()
     assert not list((out / VLM_DIR).glob("*.safetensors")), "the VLM's own weights are never copied"
-    for name in ("model.safetensors", "kuavo_schema.json", "kuavo_checkpoint.json", "policy_postprocessor.json",
-                 README_FILE, EXPORT_META_FILE):
+    for name in (
+        "model.safetensors",
+        "kuavo_schema.json",
+        "kuavo_checkpoint.json",
+        "policy_postprocessor.json",
+        README_FILE,
+        EXPORT_META_FILE,
+    ):
         assert (out / name).is_file(), name
     assert not list(out.parent.glob(".*")), "no temp dir left beside the export"
     # Only the provenance files may name the source; nothing that loading reads does.
@@ -106,7 +112,8 @@ def test_export_loads_offline_in_a_fresh_process_without_run_or_vlm(exported, tm
     (tmp_path / "readme_wrapper.py").write_text(wrapper_block)
     (tmp_path / "readme_lerobot.py").write_text(lerobot_block)
     (tmp_path / "control_loop.py").write_text(python_blocks(DEPLOY_DOC.read_text())[0])
-    (tmp_path / "driver.py").write_text(textwrap.dedent(f"""
+    (tmp_path / "driver.py").write_text(
+        textwrap.dedent(f"""
         import runpy, sys, torch
         from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import SmolVLAPolicyWrapper
 
@@ -122,12 +129,24 @@ def test_export_loads_offline_in_a_fresh_process_without_run_or_vlm(exported, tm
             print(script, "OK")
         sys.argv = ["control_loop.py", {str(out)!r}, "--dry-run", "--steps", "6"]
         runpy.run_path({str(tmp_path / "control_loop.py")!r}, run_name="__main__")
-    """))
+    """)
+    )
     empty_hf = tmp_path / "empty_hf_home"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(empty_hf), "HF_HUB_CACHE": str(empty_hf / "hub"),
-           "TRANSFORMERS_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, str(tmp_path / "driver.py")], cwd=out.parent, env=env, capture_output=True,
-                            text=True, timeout=300)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(empty_hf),
+        "HF_HUB_CACHE": str(empty_hf / "hub"),
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "driver.py")],
+        cwd=out.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert "WRAPPER OK" in result.stdout
     assert "readme_lerobot.py OK" in result.stdout

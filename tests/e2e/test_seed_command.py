@@ -18,20 +18,43 @@ def stage1(seed_stage1):
 def test_outputs_are_what_the_spec_promises(stage1):
     output, result = stage1
     stage_dir = output / "task1_moving_grasp"
-    for name in ("model.safetensors", "config.json", "policy_preprocessor.json", "policy_postprocessor.json", "kuavo_schema.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "policy_preprocessor.json",
+        "policy_postprocessor.json",
+        "kuavo_schema.json",
+    ):
         assert (stage_dir / "best" / name).is_file(), name
     assert sorted(p.name for p in stage_dir.glob("epoch*")) == ["epoch2", "epoch3"]  # keep_last_epochs=2 pruned epoch1
     assert (stage_dir / "last" / "training_state.pt").is_file()
     assert not (stage_dir / "best_running").exists()
     results = json.loads((stage_dir / "training_results.json").read_text())
-    for key in ("task_id", "task_name", "description", "language_instruction", "best_loss", "final_validation",
-                "training_epochs", "learning_rate", "seed", "timings_s", "config", "stats_hash"):
+    for key in (
+        "task_id",
+        "task_name",
+        "description",
+        "language_instruction",
+        "best_loss",
+        "final_validation",
+        "training_epochs",
+        "learning_rate",
+        "seed",
+        "timings_s",
+        "config",
+        "stats_hash",
+    ):
         assert key in results, key
     assert results["task_id"] == 1 and results["training_epochs"] == 3 and set(results["final_validation"]) == {"1"}
     assert (stage_dir / "smolvla_sequential_training.log").read_text().count("Task 1 Validation Loss") >= 3
     assert "🔍 Multi-Task Validation (Task 1)" in result.stdout
     assert (output / "normalization_stats.json").is_file() and (output / "splits.json").is_file()
-    assert json.loads((output / "curriculum_results.json").read_text())["loss_matrix"]["1"].keys() == {"1", "2", "3", "4"}
+    assert json.loads((output / "curriculum_results.json").read_text())["loss_matrix"]["1"].keys() == {
+        "1",
+        "2",
+        "3",
+        "4",
+    }
 
 
 def test_validation_loss_goes_down(stage1):
@@ -63,7 +86,9 @@ def test_best_reloads_in_plain_lerobot_with_the_same_validation_loss(stage1, dem
     preprocessor = PolicyProcessorPipeline.from_pretrained(best, config_filename="policy_preprocessor.json")
     cfg = demo_env.config(output=output)
     data = prepare_curriculum_data(cfg, output)
-    dataset = limit_samples(task_dataset(data, 1, data.splits[1].val, cfg.policy.chunk_size), cfg.training.max_validation_samples)
+    dataset = limit_samples(
+        task_dataset(data, 1, data.splits[1].val, cfg.policy.chunk_size), cfg.training.max_validation_samples
+    )
     loss = validation_loss(policy, preprocessor, make_loader(dataset, 8, 0), torch.device("cpu"))
     results = json.loads((output / "task1_moving_grasp" / "training_results.json").read_text())
     assert loss == pytest.approx(results["final_validation"]["1"], rel=1e-5)
@@ -93,6 +118,8 @@ def test_stage2_without_stage1_names_the_command(demo_env, tmp_path):
     # The printed command is runnable as printed (here in dry-run form) and carries the user's overrides.
     command = shlex.split(result.stderr.split("train stage 1 first: ", 1)[1])
     assert all(o in command for o in demo_env.overrides) and "--config-name=smolvla_sequential_demo" in command
-    rerun = subprocess.run([*command, "training.dry_run=true"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    rerun = subprocess.run(
+        [*command, "training.dry_run=true"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert "Plan of stage 1 (task1_moving_grasp)" in rerun.stdout

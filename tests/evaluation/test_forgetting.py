@@ -51,7 +51,10 @@ def test_validation_block_shape(capsys):
 def test_success_criteria_per_stage():
     rows = success_criteria({1: 0.75, 2: 0.4, 3: 0.3}, 3, 3, CRITERIA)
     assert [(r.task_id, r.role, r.limit, r.passed) for r in rows] == [
-        (3, "current", 0.5, True), (1, "earlier", 0.8, True), (2, "earlier", 0.8, True)]
+        (3, "current", 0.5, True),
+        (1, "earlier", 0.8, True),
+        (2, "earlier", 0.8, True),
+    ]
     assert not success_criteria({1: 0.75, 2: 0.6}, 2, 2, CRITERIA)[1].passed
 
 

@@ -6,7 +6,10 @@ from kuavo_train.errors import KuavoError
 from kuavo_train.policy.factory import load_policy
 
 SCHEMA = FeatureSchema(
-    cameras={"observation.images.head_cam_h": (3, 24, 32)}, state_dim=16, action_dim=20, fps=10.0,
+    cameras={"observation.images.head_cam_h": (3, 24, 32)},
+    state_dim=16,
+    action_dim=20,
+    fps=10.0,
     tasks=(TaskFeatures(1, "a", "do a", 16, 16), TaskFeatures(4, "d", "do d", 16, 20)),
 )
 
@@ -35,18 +38,31 @@ def test_freezing_lower_layers_and_counts(demo_env):
 
 
 def test_padded_action_dims_never_enter_the_loss(demo_env):
-    from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss
-    from kuavo_train.policy.factory import make_processors
     import numpy as np
+
+    from kuavo_train.policy.factory import make_processors
+    from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss
 
     cfg = demo_env.config()
     policy = load_policy(cfg.policy, SCHEMA, None, torch.device("cpu"))
-    stats = {k: {"mean": np.zeros(d, np.float32), "std": np.ones(d, np.float32), "min": -np.ones(d, np.float32),
-                 "max": np.ones(d, np.float32)} for k, d in (("observation.state", 16), ("action", 20))}
+    stats = {
+        k: {
+            "mean": np.zeros(d, np.float32),
+            "std": np.ones(d, np.float32),
+            "min": -np.ones(d, np.float32),
+            "max": np.ones(d, np.float32),
+        }
+        for k, d in (("observation.state", 16), ("action", 20))
+    }
     pre, _ = make_processors(policy, stats)
     T = cfg.policy.chunk_size
-    batch = {"observation.images.head_cam_h": torch.rand(2, 3, 24, 32), "observation.state": torch.randn(2, 16),
-             "action": torch.randn(2, T, 20), "action_is_pad": torch.zeros(2, T, dtype=torch.bool), "task": ["do a", "do a"]}
+    batch = {
+        "observation.images.head_cam_h": torch.rand(2, 3, 24, 32),
+        "observation.state": torch.randn(2, 16),
+        "action": torch.randn(2, T, 20),
+        "action_is_pad": torch.zeros(2, T, dtype=torch.bool),
+        "task": ["do a", "do a"],
+    }
     mask = torch.zeros(2, 20, dtype=torch.bool)
     mask[:, :16] = True
     noise, time = fixed_noise_and_time(torch.tensor([1, 2]), T, policy.config.max_action_dim, torch.device("cpu"))

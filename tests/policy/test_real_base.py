@@ -26,10 +26,18 @@ from tests.conftest import REPO_ROOT, TASK_FILES
 VLM_HUB_ID = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
 BASE_HUB_ID = "lerobot/smolvla_base"
 REVISION = "0123456789abcdef0123456789abcdef01234567"
-FAST = ["training.epochs_override=1", "training.max_steps_per_epoch=2", "training.max_validation_samples=4"]
+# One stage in seconds: 2 optimizer steps of 2 samples, 2 validation samples per task (nothing here depends on more).
+FAST = [
+    "training.epochs_override=1",
+    "training.max_steps_per_epoch=2",
+    "training.batch_size=2",
+    "training.max_validation_samples=2",
+]
 SCHEMA = FeatureSchema(
     cameras={f"observation.images.{c}": (3, 24, 32) for c in ("head_cam_h", "wrist_cam_l", "wrist_cam_r")},
-    state_dim=16, action_dim=20, fps=10.0,
+    state_dim=16,
+    action_dim=20,
+    fps=10.0,
     tasks=(TaskFeatures(1, "a", "do a", 16, 16), TaskFeatures(4, "d", "do d", 16, 20)),
 )
 
@@ -41,19 +49,35 @@ def write_base(out: Path, vlm_dir: Path, dtype: str = "float32") -> Path:
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
     from lerobot.policies.smolvla.processor_smolvla import make_smolvla_pre_post_processors
 
-    inputs = {f"observation.{name}": PolicyFeature(FeatureType.VISUAL, (3, 256, 256)) for name in ("image", "image2", "image3")}
+    inputs = {
+        f"observation.{name}": PolicyFeature(FeatureType.VISUAL, (3, 256, 256))
+        for name in ("image", "image2", "image3")
+    }
     inputs["observation.state"] = PolicyFeature(FeatureType.STATE, (6,))
-    config = SmolVLAConfig(vlm_model_name=str(vlm_dir), load_vlm_weights=False, num_vlm_layers=4, device="cpu",
-                           push_to_hub=False, input_features=inputs,
-                           output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))})
+    config = SmolVLAConfig(
+        vlm_model_name=str(vlm_dir),
+        load_vlm_weights=False,
+        num_vlm_layers=4,
+        device="cpu",
+        push_to_hub=False,
+        input_features=inputs,
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (6,))},
+    )
     torch.manual_seed(123)
     policy = SmolVLAPolicy(config).float()
     with torch.no_grad():
         for param in policy.parameters():
             param.add_(torch.randn_like(param) * 0.05)
     policy.save_pretrained(out)
-    stats = {key: {"mean": torch.full((6,), 7.0), "std": torch.full((6,), 3.0), "min": torch.full((6,), -9.0),
-                   "max": torch.full((6,), 9.0)} for key in ("observation.state", "action")}
+    stats = {
+        key: {
+            "mean": torch.full((6,), 7.0),
+            "std": torch.full((6,), 3.0),
+            "min": torch.full((6,), -9.0),
+            "max": torch.full((6,), 9.0),
+        }
+        for key in ("observation.state", "action")
+    }
     for processor in make_smolvla_pre_post_processors(config, dataset_stats=stats):
         processor.save_pretrained(out)
     saved = json.loads((out / "config.json").read_text())
@@ -110,8 +134,12 @@ def test_frozen_layers_equal_the_base_bit_for_bit_and_the_expert_trained(stage1,
     cfg, best = stage1
     before, after = load_file(base / "model.safetensors"), load_file(best / "model.safetensors")
     text = "model.vlm_with_expert.vlm.model.text_model."
-    frozen = [k for k in before if k.startswith("model.vlm_with_expert.vlm.model.vision_model.")
-              or any(k.startswith(f"{text}layers.{i}.") for i in range(cfg.policy.freeze_vlm_layers))]
+    frozen = [
+        k
+        for k in before
+        if k.startswith("model.vlm_with_expert.vlm.model.vision_model.")
+        or any(k.startswith(f"{text}layers.{i}.") for i in range(cfg.policy.freeze_vlm_layers))
+    ]
     expert = [k for k in before if k.startswith("model.vlm_with_expert.lm_expert.")]
     assert frozen and expert
     assert all(torch.equal(before[k], after[k]) for k in frozen)
@@ -124,7 +152,9 @@ def test_best_holds_the_kuavo_stats_not_the_bases(stage1):
     normalizer = next(best.glob("policy_preprocessor_step_*normalizer_processor.safetensors"))
     state_mean = load_file(normalizer)["observation.state.mean"]
     assert state_mean.shape == (16,)
-    np.testing.assert_allclose(state_mean.numpy(), np.asarray(run_stats["observation.state"]["mean"], np.float32), rtol=1e-6)
+    np.testing.assert_allclose(
+        state_mean.numpy(), np.asarray(run_stats["observation.state"]["mean"], np.float32), rtol=1e-6
+    )
     assert not torch.allclose(state_mean[:6], torch.full((6,), 7.0))
 
 
@@ -182,8 +212,14 @@ def test_trainable_weights_are_fp32_from_a_bf16_backbone(demo_env, tiny, tmp_pat
 
 
 def test_trainable_weights_are_fp32_at_full_size(tmp_path):
-    """The SmolVLM2-500M architecture stand-in (no weights), declared bf16 like the real config."""
+    """The SmolVLM2-500M architecture stand-in (no weights), declared bf16 like the real config.
+
+    Built without the random initialisation (transformers' `no_init_weights`, what `from_pretrained` does
+    before loading): 450M parameters are still allocated in the config's dtype and cast, but the ~25 s of
+    bf16 `normal_`/`uniform_` on the CPU that no assertion here reads are skipped."""
     sys.path.insert(0, str(REPO_ROOT))
+    from transformers.initialization import no_init_weights
+
     from benchmarks.smolvlm2_architecture import write_architecture
     from kuavo_train.config.load import load_config
 
@@ -192,8 +228,11 @@ def test_trainable_weights_are_fp32_at_full_size(tmp_path):
     for node in (config, config["text_config"], config["vision_config"]):
         node["dtype"] = "bfloat16"
     (arch / "config.json").write_text(json.dumps(config))
-    cfg = load_config(overrides=[f"policy.vlm_model_name={arch}", "policy.pretrained_path=null", "policy.load_vlm_weights=false"])
-    policy = load_policy(cfg.policy, SCHEMA, None, torch.device("cpu"))
+    cfg = load_config(
+        overrides=[f"policy.vlm_model_name={arch}", "policy.pretrained_path=null", "policy.load_vlm_weights=false"]
+    )
+    with no_init_weights():
+        policy = load_policy(cfg.policy, SCHEMA, None, torch.device("cpu"))
     trainable = [p for p in policy.parameters() if p.requires_grad]
     assert sum(p.numel() for p in policy.parameters()) > 400_000_000
     assert {p.dtype for p in trainable} == {torch.float32}
@@ -207,9 +246,22 @@ def test_hub_ids_load_from_the_hf_cache_offline(demo_env, base, tiny, tmp_path):
     output = tmp_path / "run"
     args = [a for a in demo_env.cli_args(TASK_FILES[0], output, FAST) if not a.startswith("policy.vlm_model_name=")]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(cache)}
-    result = subprocess.run([sys.executable, "kuavo_train/train_smolvla_sequential.py", *args,
-                             f"policy.pretrained_path={BASE_HUB_ID}", f"policy.vlm_model_name={VLM_HUB_ID}"],
-                            cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "kuavo_train/train_smolvla_sequential.py",
+            *args,
+            f"policy.pretrained_path={BASE_HUB_ID}",
+            f"policy.vlm_model_name={VLM_HUB_ID}",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "start from: lerobot/smolvla_base" in result.stdout
-    assert json.loads((output / "task1_moving_grasp" / "best" / "config.json").read_text())["vlm_model_name"] == VLM_HUB_ID
+    assert (
+        json.loads((output / "task1_moving_grasp" / "best" / "config.json").read_text())["vlm_model_name"] == VLM_HUB_ID
+    )

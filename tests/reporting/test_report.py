@@ -1,81 +1,49 @@
-"""`kuavo-train report`: a hand-written run directory in, report.md and readable PNGs out."""
+"""`kuavo-train report` on the session's real four-stage run: report.md and readable PNGs out.
+
+Every expected number comes from the run's own JSON files. Tests that write into the run dir, or damage it for an
+edge case, work on a copy (``copy_run``); the shared run is only read.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
 
+from kuavo_train.cli import main as cli_main
 from kuavo_train.errors import KuavoError
+from kuavo_train.files import write_json_atomically
+from kuavo_train.layout import (
+    CURVES_ALL_PNG,
+    INSTRUCTION_MATRIX_PNG,
+    LOSS_MATRIX_PNG,
+    REPORT_DIR,
+    REPORT_FILE,
+    RunPaths,
+    curves_stage_png,
+)
 from kuavo_train.reporting import plots
-from kuavo_train.reporting.report import report_main, write_report
+from kuavo_train.reporting.read import read_run
+from kuavo_train.reporting.report import publish_report, report_main, write_report
+from tests.conftest import copy_run
 
-NAMES = {1: "moving_grasp", 2: "weighing", 3: "placement"}
-# stage 1 trained task 1, stage 2 trained task 2; stage 3 (task 3) not run yet
-MATRIX = {1: {1: 0.6123, 2: 5.2576, 3: 1.3527}, 2: {1: 0.8995, 2: 0.4507, 3: 0.9759}}
-STEPS = {1: 40, 2: 30}
-
-
-def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
-
-
-def _stage_results(stage: int, task: int) -> dict:
-    seen = list(range(1, stage + 1))
-    history = [{"epoch": e, "step": e * STEPS[stage] // 2,
-                "losses": {str(t): MATRIX[stage][t] * (1.5 if e == 1 else 1.0) for t in seen}} for e in (1, 2)]
-    criteria = [{"task_id": task, "role": "current", "loss": MATRIX[stage][task], "limit": 0.5,
-                 "passed": MATRIX[stage][task] < 0.5}]
-    forgetting = []
-    for t in seen[:-1]:
-        criteria.append({"task_id": t, "role": "earlier", "loss": MATRIX[stage][t], "limit": 0.7,
-                         "passed": MATRIX[stage][t] < 0.7})
-        forgetting.append({"task_id": t, "loss": MATRIX[stage][t], "reference": MATRIX[t][t],
-                           "verdict": "❌ Forgotten"})
-    return {
-        "task_id": task, "task_name": NAMES[task], "stage": stage, "best_loss": MATRIX[stage][task], "best_epoch": 2,
-        "final_validation": {str(t): MATRIX[stage][t] for t in seen},
-        "validation_all_tasks": {str(t): v for t, v in MATRIX[stage].items()},
-        "training_epochs": 2, "learning_rate": 1e-3 / stage, "optimizer_steps": STEPS[stage],
-        "replay_mix": {f"task{t}": (1.0 if stage == 1 else (0.8 if t == task else 0.2)) for t in seen},
-        "criteria": criteria, "forgetting": forgetting, "validation_history": history,
-        "train_loss_per_epoch": [1.6, 0.55], "timings_s": {"training": 75.5, "validation": 4.25, "checkpointing": 0.2},
-    }
-
-
-def _tensorboard(stage_dir: Path, stage: int, steps: int, validation: bool = True) -> None:
-    from torch.utils.tensorboard import SummaryWriter
-
-    writer = SummaryWriter(log_dir=str(stage_dir / "tensorboard"))
-    for step in range(1, steps + 1):
-        writer.add_scalar("train/loss", 2.0 / (1 + 0.1 * step), step)
-        writer.add_scalar("train/lr", 1e-3 * min(1.0, step / 5), step)
-    if validation:
-        for entry in _stage_results(stage, stage)["validation_history"]:
-            for task, loss in entry["losses"].items():
-                writer.add_scalar(f"validation/task{task}_loss", loss, entry["step"])
-    writer.close()
+STAGES = [1, 2, 3, 4]
 
 
 @pytest.fixture
-def run_root(tmp_path: Path) -> Path:
-    root = tmp_path / "run"
-    _write_json(root / "curriculum_results.json", {
-        "task_order": [1, 2, 3],
-        "task_names": {str(t): n for t, n in NAMES.items()},
-        "loss_matrix": {str(s): {str(t): v for t, v in row.items()} for s, row in MATRIX.items()},
-        "metrics": {"average_loss": {"1": 0.6123, "2": 0.6751}, "bwt": {"1": None, "2": 0.2872},
-                    "forgetting": {"1": {}, "2": {"1": 0.2872}}},
-    })
-    for stage in (1, 2):
-        stage_dir = root / f"task{stage}_{NAMES[stage]}"
-        _write_json(stage_dir / "training_results.json", _stage_results(stage, stage))
-        (stage_dir / "best").mkdir()
-    _tensorboard(root / "task1_moving_grasp", 1, STEPS[1])  # stage 2 has no events: its curves come from the JSON
-    return root
+def run_copy(four_stage_run, tmp_path) -> Path:
+    return copy_run(four_stage_run.root, tmp_path)
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _label(curriculum: dict, task) -> str:
+    return f"task{task} {curriculum['task_names'][str(task)]}"
 
 
 def _check_png(path: Path, figsize: tuple[float, float]) -> None:
@@ -86,91 +54,161 @@ def _check_png(path: Path, figsize: tuple[float, float]) -> None:
     assert image[..., :3].std() > 0.05, f"{path.name} looks blank"
 
 
-def test_report_has_tables_and_pictures(run_root: Path):
-    report = write_report(run_root)
+def _one_error_line(err: str, *fragments: str) -> None:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
 
-    out = run_root / "report"
-    assert report == out / "report.md"
-    _check_png(out / "loss_matrix.png", plots.loss_matrix_figsize(3, 3))
-    _check_png(out / "curves_stage1.png", plots.curves_stage_figsize())
-    _check_png(out / "curves_stage2.png", plots.curves_stage_figsize())
-    _check_png(out / "curves_all.png", plots.curves_all_figsize(2))
-    assert not (out / "curves_stage3.png").exists()
-    assert not (out / "instruction_matrix.png").exists()
+
+def test_report_has_tables_and_pictures(four_stage_run, run_copy):
+    report = write_report(run_copy)
+
+    out = run_copy / REPORT_DIR
+    assert report == out / REPORT_FILE
+    _check_png(out / LOSS_MATRIX_PNG, plots.loss_matrix_figsize(4, 4))
+    for stage in STAGES:
+        _check_png(out / curves_stage_png(stage), plots.curves_stage_figsize())
+    _check_png(out / CURVES_ALL_PNG, plots.curves_all_figsize(4))
+    assert not (out / INSTRUCTION_MATRIX_PNG).exists()
     assert not [p for p in out.iterdir() if p.name.startswith(".report-tmp")]
 
     text = report.read_text()
-    assert "Stages done: **2 of 3**" in text
-    assert str((run_root / "task2_weighing" / "best").resolve()) in text
-    for row in MATRIX.values():
-        for value in row.values():
-            assert f"{value:.4f}" in text
-    assert "**0.4507**" in text and "*5.2576*" in text  # trained-in-stage bold, not-yet-trained italic
-    assert "+0.2872" in text  # BWT after stage 2
-    assert "| 3 (task3 placement) | not run |" in text
-    assert "### Stage 1: task1 moving_grasp — ❌ failed" in text
-    assert "### Stage 2: task2 weighing — ❌ failed" in text
-    assert "| task2 weighing | current | 0.4507 | 0.500 | ✅ pass |" in text
-    assert "| task1 moving_grasp | earlier | 0.8995 | 0.700 | ❌ fail |" in text
-    assert "| 2 | task1 moving_grasp | 0.8995 | 0.6123 | x1.47 | ❌ Forgotten | +0.2872 |" in text
-    assert "1 min 15 s" in text  # training time of one stage
-    assert "kuavo-train evaluate" in text
-    for name in ("loss_matrix.png", "curves_all.png", "curves_stage1.png", "curves_stage2.png"):
+    paths = RunPaths(run_copy)
+    curriculum = _json(paths.curriculum_results)
+    assert "Stages done: **4 of 4**" in text
+    final = paths.stage(four_stage_run.stage(4).stage_dir.name).best.resolve()
+    assert f"`{final}` (final multi-task model, stage 4 of 4)" in text
+    for stage, row in curriculum["loss_matrix"].items():
+        for task, value in row.items():
+            cell = f"{value:.4f}"
+            if task == stage:
+                cell = f"**{cell}**"  # the task trained in that stage
+            elif int(task) > int(stage):
+                cell = f"*{cell}*"  # not trained yet
+            assert f"| {cell} |" in text, (stage, task, cell)
+    assert f"{curriculum['metrics']['bwt']['4']:+.4f}" in text
+    assert "(no TensorBoard curves" not in text  # every stage logged its curves
+
+    for stage in STAGES:
+        results = _json(four_stage_run.stage(stage).results)
+        verdict = "✅ all passed" if all(c["passed"] for c in results["criteria"]) else "❌ failed"
+        assert f"### Stage {stage}: {_label(curriculum, stage)} — {verdict}" in text
+        for c in results["criteria"]:
+            assert (
+                f"| {_label(curriculum, c['task_id'])} | {c['role']} | {c['loss']:.4f} | {c['limit']:.3f} | "
+                f"{'✅ pass' if c['passed'] else '❌ fail'} |"
+            ) in text
+        for f in results["forgetting"]:
+            since_best = curriculum["metrics"]["forgetting"][str(stage)][str(f["task_id"])]
+            assert (
+                f"| {stage} | {_label(curriculum, f['task_id'])} | {f['loss']:.4f} | {f['reference']:.4f} | "
+                f"x{f['loss'] / f['reference']:.2f} | {f['verdict']} | {since_best:+.4f} |"
+            ) in text
+        per_step = results["timings_s"]["training"] / results["optimizer_steps"]
+        assert f"| {stage} ({_label(curriculum, stage)}) |" in text and f"| {per_step:.3f} |" in text
+    assert f"kuavo-train evaluate {final}" in text
+    for name in (LOSS_MATRIX_PNG, CURVES_ALL_PNG, *map(curves_stage_png, STAGES)):
         assert f"]({name})" in text
 
 
-def test_instruction_matrix_is_drawn_and_stale_pictures_removed(run_root: Path, tmp_path: Path):
-    _write_json(run_root / "instruction_matrix.json", {
-        "instructions": [1, 2], "tasks": [1, 2, 3], "mse": [[0.21, 0.9, 1.4], [0.8, 0.33, None]], "margin": 0.42})
+def test_rendering_needs_only_the_data_read(run_copy, tmp_path):
+    """Everything shown comes from the RunData: render it after the run dir is gone."""
+    run = read_run(run_copy)
+    final = run.stages[-1].best_dir
+    shutil.rmtree(run_copy)
+
+    text = publish_report(run, tmp_path / "out").read_text()
+
+    assert "Stages done: **4 of 4**" in text
+    assert f"`{final}` (final multi-task model, stage 4 of 4)" in text
+    assert "(no TensorBoard curves" not in text
+    for name in (LOSS_MATRIX_PNG, CURVES_ALL_PNG, *map(curves_stage_png, STAGES)):
+        assert (tmp_path / "out" / name).is_file() and f"]({name})" in text
+
+
+def test_instruction_matrix_is_drawn_and_stale_pictures_removed(run_copy, tmp_path):
+    write_json_atomically(
+        RunPaths(run_copy).instruction_matrix,
+        {
+            "instructions": [1, 2, 3, 4],
+            "tasks": [1, 4],
+            "mse": [[0.21, 1.4], [0.8, 0.9], [0.7, 1.1], [0.5, 0.33]],
+            "margin": 0.29,
+        },
+    )
     out = tmp_path / "elsewhere"
-    (out / "curves_stage7.png").parent.mkdir(parents=True)
-    (out / "curves_stage7.png").write_bytes(b"old")
+    out.mkdir()
+    (out / curves_stage_png(7)).write_bytes(b"old")
     (out / "notes.txt").write_text("mine")
 
-    text = write_report(run_root, out).read_text()
+    text = write_report(run_copy, out).read_text()
 
-    _check_png(out / "instruction_matrix.png", plots.instruction_matrix_figsize(2, 3))
-    assert "![instruction matrix](instruction_matrix.png)" in text
-    assert "**0.2100**" in text and "0.4200" in text
-    assert not (out / "curves_stage7.png").exists()  # an older report's picture
+    _check_png(out / INSTRUCTION_MATRIX_PNG, plots.instruction_matrix_figsize(4, 2))
+    assert f"![instruction matrix]({INSTRUCTION_MATRIX_PNG})" in text
+    assert "| task1 moving_grasp | **0.2100** | 1.4000 |" in text and "| task4 sorting | 0.5000 | **0.3300** |" in text
+    assert "Margin: **0.2900**" in text
+    assert not (out / curves_stage_png(7)).exists()  # an older report's picture
     assert (out / "notes.txt").read_text() == "mine"  # not ours: left alone
 
-    (run_root / "instruction_matrix.json").unlink()
-    text = write_report(run_root, out).read_text()
-    assert not (out / "instruction_matrix.png").exists()
+    RunPaths(run_copy).instruction_matrix.unlink()
+    text = write_report(run_copy, out).read_text()
+    assert not (out / INSTRUCTION_MATRIX_PNG).exists()
     assert "kuavo-train evaluate" in text
 
 
-def test_stage_still_training_gets_its_curves(run_root: Path):
-    _tensorboard(run_root / "task3_placement", 3, steps=12, validation=False)  # no training_results.json yet
+def test_stage_still_training_gets_its_curves(four_stage_run, run_copy):
+    """The run as it is while stage 4 trains: its TensorBoard events, no results, no best/, matrix rows 1-3."""
+    stage4 = RunPaths(run_copy).stage(four_stage_run.stage(4).stage_dir.name)
+    stage4.results.unlink()
+    shutil.rmtree(stage4.best)
+    curriculum = _json(RunPaths(run_copy).curriculum_results)
+    del curriculum["loss_matrix"]["4"]
+    for values in curriculum["metrics"].values():
+        values.pop("4")
+    write_json_atomically(RunPaths(run_copy).curriculum_results, curriculum)
 
-    text = write_report(run_root).read_text()
+    text = write_report(run_copy).read_text()
 
-    _check_png(run_root / "report" / "curves_stage3.png", plots.curves_stage_figsize())
-    assert "### Stage 3: task3 placement (in progress)" in text
-    assert "| 3 | task3 placement | in progress |" in text
-    assert "Stages done: **2 of 3**" in text
+    _check_png(run_copy / REPORT_DIR / curves_stage_png(4), plots.curves_stage_figsize())
+    assert "### Stage 4: task4 sorting (in progress)" in text
+    assert "| 4 | task4 sorting | in progress |" in text
+    assert "| 4 (task4 sorting) | not run |" in text
+    assert "Stages done: **3 of 4**" in text
+    assert "(latest model: stage 3 of 4; the curriculum is not finished)" in text
 
 
-def test_missing_curriculum_results_names_the_file(tmp_path: Path, capsys):
+def test_errors_are_one_line_from_the_cli(run_copy, tmp_path, capsys):
+    RunPaths(run_copy).curriculum_results.unlink()
     with pytest.raises(KuavoError, match="curriculum_results.json"):
-        write_report(tmp_path)
-    assert report_main([str(tmp_path)]) == 2
-    assert "error:" in capsys.readouterr().err and not (tmp_path / "report").exists()
-    assert report_main([str(tmp_path / "nope")]) == 2
+        report_main([str(run_copy)])  # the CLI's guard prints errors, not report_main
+    capsys.readouterr()
+
+    assert cli_main(["report", str(run_copy)]) == 2
+    _one_error_line(capsys.readouterr().err, "curriculum_results.json not found")
+    assert not (run_copy / REPORT_DIR).exists()
+
+    assert cli_main(["report", str(tmp_path / "nonexistent")]) == 2
+    _one_error_line(capsys.readouterr().err, str(tmp_path / "nonexistent"), "does not exist")
 
 
-def test_broken_json_names_the_file(run_root: Path):
-    (run_root / "task2_weighing" / "training_results.json").write_text("{not json")
-    with pytest.raises(KuavoError, match="task2_weighing/training_results.json"):
-        write_report(run_root)
-    _write_json(run_root / "task2_weighing" / "training_results.json", _stage_results(2, 2))
-    _write_json(run_root / "instruction_matrix.json", {"instructions": [1], "tasks": [1, 2], "mse": [[0.1]]})
-    with pytest.raises(KuavoError, match="instruction_matrix.json"):
-        write_report(run_root)
+def test_broken_json_names_the_file(four_stage_run, run_copy, capsys):
+    paths = RunPaths(run_copy)
+    results = paths.stage(four_stage_run.stage(2).stage_dir.name).results
+    saved = results.read_text()
+    results.write_text("{not json")
+    assert cli_main(["report", str(run_copy)]) == 2
+    _one_error_line(capsys.readouterr().err, f"{results.parent.name}/{results.name} is not valid JSON")
+
+    results.write_text(saved)
+    write_json_atomically(paths.instruction_matrix, {"instructions": [1], "tasks": [1, 2], "mse": [[0.1]]})
+    with pytest.raises(KuavoError, match="instruction_matrix.json: mse should have 1 rows"):
+        write_report(run_copy)
 
 
-def test_report_main_writes_to_out(run_root: Path, tmp_path: Path, capsys):
-    assert report_main([str(run_root), "--out", str(tmp_path / "r")]) == 0
-    assert (tmp_path / "r" / "report.md").is_file()
-    assert "report.md" in capsys.readouterr().out
+def test_report_command_writes_to_out(four_stage_run, tmp_path, capsys):
+    assert cli_main(["report", str(four_stage_run.root), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / REPORT_FILE).is_file()
+    out = capsys.readouterr().out
+    assert f"Report: {tmp_path / 'r' / REPORT_FILE}" in out and LOSS_MATRIX_PNG in out
+    assert not (four_stage_run.root / REPORT_DIR).exists()  # the shared run is left as it was

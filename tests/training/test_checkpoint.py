@@ -4,20 +4,21 @@ import pytest
 import torch
 
 from kuavo_train.errors import KuavoError
-from kuavo_train.training.checkpoint import prune_epoch_dirs, write_atomically, write_json_atomically
+from kuavo_train.files import write_dir_atomically, write_json_atomically
+from kuavo_train.training.checkpoint import prune_epoch_dirs
 from kuavo_train.training.loop import LoopState, StepContext, train_step
 
 
 def test_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path):
     target = tmp_path / "best"
-    write_atomically(target, lambda d: (d / "model.safetensors").write_text("good"))
+    write_dir_atomically(target, lambda d: (d / "model.safetensors").write_text("good"))
 
     def crash(d):
         (d / "model.safetensors").write_text("half written")
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        write_atomically(target, crash)
+        write_dir_atomically(target, crash)
     assert (target / "model.safetensors").read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["best"]  # no temp dir left behind
 
@@ -54,9 +55,17 @@ def _ctx(monkeypatch, losses):
     policy = _NanPolicy()
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.1)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    return StepContext(policy=policy, preprocessor=lambda b: b, optimizer=optimizer, scheduler=scheduler,
-                       device=torch.device("cpu"), grad_clip_norm=1.0, autocast=__import__("contextlib").nullcontext,
-                       max_consecutive_nonfinite=3, trainable=list(policy.parameters()))
+    return StepContext(
+        policy=policy,
+        preprocessor=lambda b: b,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=torch.device("cpu"),
+        grad_clip_norm=1.0,
+        autocast=__import__("contextlib").nullcontext,
+        max_consecutive_nonfinite=3,
+        trainable=list(policy.parameters()),
+    )
 
 
 BATCH = {"action_dim_mask": torch.ones(1, 16, dtype=torch.bool), "sample_seed": torch.tensor([3]), "task": ["x"]}
@@ -79,7 +88,8 @@ def test_too_many_non_finite_steps_stop_the_stage(monkeypatch):
 
 
 def test_crash_between_the_two_renames_is_recovered(tmp_path):
-    from kuavo_train.training.checkpoint import POLICY_FILES, recover_interrupted_writes
+    from kuavo_train.files import recover_interrupted_writes
+    from kuavo_train.layout import COMPLETE_POLICY_FILES as POLICY_FILES
 
     old = tmp_path / ".last.old-123"
     old.mkdir()

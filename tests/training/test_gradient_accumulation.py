@@ -1,4 +1,5 @@
-"""training.gradient_accumulation_steps: N micro-batches per optimizer step, the same step as one N-times larger batch."""
+"""training.gradient_accumulation_steps: N micro-batches per optimizer step, the same step as one N-times larger
+batch."""
 
 import contextlib
 
@@ -38,19 +39,31 @@ def _one_optimizer_step(tiny_setup, initial: dict, batch_size: int, accumulation
     policy.load_state_dict(initial)
     device = torch.device("cpu")
     optimizer = make_optimizer(policy, cfg.task.training.lr, cfg.policy.optimizer, device)
-    ctx = StepContext(policy=policy, preprocessor=preprocessor, optimizer=optimizer,
-                      scheduler=make_scheduler(optimizer, cfg.task.training.lr, 1, cfg.policy.scheduler), device=device,
-                      grad_clip_norm=cfg.policy.optimizer.grad_clip_norm, autocast=contextlib.nullcontext,
-                      max_consecutive_nonfinite=3, trainable=[p for p in policy.parameters() if p.requires_grad],
-                      seed=cfg.training.seed, accumulation_steps=accumulation)
+    ctx = StepContext(
+        policy=policy,
+        preprocessor=preprocessor,
+        optimizer=optimizer,
+        scheduler=make_scheduler(optimizer, cfg.task.training.lr, 1, cfg.policy.scheduler),
+        device=device,
+        grad_clip_norm=cfg.policy.optimizer.grad_clip_norm,
+        autocast=contextlib.nullcontext,
+        max_consecutive_nonfinite=3,
+        trainable=[p for p in policy.parameters() if p.requires_grad],
+        seed=cfg.training.seed,
+        accumulation_steps=accumulation,
+    )
     loader = make_loader(samples, batch_size, 0)
     state = LoopState()
     logged = []
     losses = train_epoch(ctx, loader, state, total=1, log_scalar=lambda *item: logged.append(item), desc="test")
     assert state.step == 1 and state.batches_into_epoch == 8 // batch_size and len(losses) == 1
     named = [(n, p) for n, p in policy.named_parameters() if p.requires_grad]
-    return ({n: p.detach().clone() for n, p in named}, {n: p.grad.detach().clone() for n, p in named}, losses[0],
-            logged)
+    return (
+        {n: p.detach().clone() for n, p in named},
+        {n: p.grad.detach().clone() for n, p in named},
+        losses[0],
+        logged,
+    )
 
 
 def test_two_micro_batches_of_4_make_the_step_of_one_batch_of_8(tiny_setup):
@@ -93,9 +106,18 @@ def _stub_ctx(monkeypatch, losses_per_batch, accumulation):
     policy = _Scalar()
     optimizer = torch.optim.SGD(policy.parameters(), lr=1.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-    return StepContext(policy=policy, preprocessor=None, optimizer=optimizer, scheduler=scheduler,
-                       device=torch.device("cpu"), grad_clip_norm=0.0, autocast=contextlib.nullcontext,
-                       max_consecutive_nonfinite=3, trainable=list(policy.parameters()), accumulation_steps=accumulation)
+    return StepContext(
+        policy=policy,
+        preprocessor=None,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        device=torch.device("cpu"),
+        grad_clip_norm=0.0,
+        autocast=contextlib.nullcontext,
+        max_consecutive_nonfinite=3,
+        trainable=list(policy.parameters()),
+        accumulation_steps=accumulation,
+    )
 
 
 class _SkippingLoader:
@@ -109,7 +131,7 @@ class _SkippingLoader:
         return len(self.batches)
 
     def __iter__(self):
-        return iter(self.batches[self.skipped:])
+        return iter(self.batches[self.skipped :])
 
 
 def _batch():
@@ -119,8 +141,14 @@ def _batch():
 def test_an_epoch_of_5_batches_at_accumulation_2_is_3_optimizer_steps(monkeypatch):
     ctx = _stub_ctx(monkeypatch, [torch.tensor([v]) for v in (1.0, 3.0, 2.0, 4.0, 5.0)], accumulation=2)
     state, logged = LoopState(), []
-    losses = train_epoch(ctx, [_batch() for _ in range(5)], state, total=3,
-                         log_scalar=lambda tag, value, step: logged.append((tag, value, step)), desc="test")
+    losses = train_epoch(
+        ctx,
+        [_batch() for _ in range(5)],
+        state,
+        total=3,
+        log_scalar=lambda tag, value, step: logged.append((tag, value, step)),
+        desc="test",
+    )
     # Loss = weight x the batch's value; SGD at lr 1 takes weight -= mean of the step's values:
     # step 1 (1, 3): loss 2, weight -1; step 2 (2, 4): loss -3, weight -4; step 3 (5 alone): loss -20, weight -9.
     assert losses == pytest.approx([2.0, -3.0, -20.0])
@@ -140,8 +168,14 @@ def test_a_stop_comes_between_optimizer_steps_and_the_epoch_resumes_there(monkey
     train_epoch(ctx, [_batch() for _ in range(6)], state, total=2, log_scalar=log, desc="test", stop=stop)
     assert state.step == 1 and state.batches_into_epoch == 3  # a whole optimizer step: resumable exactly
     # Resuming: the sampler skips batches_into_epoch batches, the loop trains the remaining step.
-    train_epoch(ctx, _SkippingLoader([_batch() for _ in range(6)], skipped=3), state, total=2,
-                log_scalar=lambda *a: None, desc="test")
+    train_epoch(
+        ctx,
+        _SkippingLoader([_batch() for _ in range(6)], skipped=3),
+        state,
+        total=2,
+        log_scalar=lambda *a: None,
+        desc="test",
+    )
     assert state.step == 2 and state.batches_into_epoch == 6
 
 
@@ -156,7 +190,9 @@ def test_a_non_finite_micro_batch_skips_the_whole_step_once(monkeypatch):
 def test_accumulation_sets_the_epoch_in_optimizer_steps():
     from kuavo_train.data.prepare import fixed_epoch_samples
 
-    cfg = load_config(overrides=["training.gradient_accumulation_steps=4", "training.steps_per_epoch=10", "training.batch_size=8"])
+    cfg = load_config(
+        overrides=["training.gradient_accumulation_steps=4", "training.steps_per_epoch=10", "training.batch_size=8"]
+    )
     assert fixed_epoch_samples(cfg) == 10 * 8 * 4  # steps x effective batch
 
 

@@ -37,8 +37,9 @@ def read_offline_run(stage_dir):
         if kind == "run":
             run = record.run
         elif kind == "history":
-            history.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                            for item in record.history.item})
+            history.append(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            )
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     return run, history, config
 
@@ -48,8 +49,12 @@ def test_stage_logger_sends_scalars_to_an_offline_run(tmp_path):
     from kuavo_train.training.loggers import StageLogger, WandbRunSpec
 
     stage_dir = tmp_path / "run" / "task1_moving_grasp"
-    spec = WandbRunSpec(WandbConfig(enable=True, mode="offline", run_name="try"), "task1_moving_grasp", "run",
-                        {"training": {"batch_size": 4}, "criteria": {"previous_task_max_loss": {2: 0.7}}})
+    spec = WandbRunSpec(
+        WandbConfig(enable=True, mode="offline", run_name="try"),
+        "task1_moving_grasp",
+        "run",
+        {"training": {"batch_size": 4}, "criteria": {"previous_task_max_loss": {2: 0.7}}},
+    )
     log = StageLogger(stage_dir, stage_dir / "tensorboard", wandb=spec)
     for step in (1, 2):
         log.scalar("train/loss", 1.0 / step, step)
@@ -70,8 +75,14 @@ def test_a_stage_with_wandb_logs_its_tensorboard_scalars_and_config(demo_env, tm
     from kuavo_train.curriculum.stage import run_stage
 
     output = tmp_path / "curriculum"
-    extra = ["training.epochs_override=1", "training.max_steps_per_epoch=2", "training.max_validation_samples=4",
-             "training.wandb.enable=true", "training.wandb.mode=offline", "training.gradient_accumulation_steps=2"]
+    extra = [
+        "training.epochs_override=1",
+        "training.max_steps_per_epoch=2",
+        "training.max_validation_samples=4",
+        "training.wandb.enable=true",
+        "training.wandb.mode=offline",
+        "training.gradient_accumulation_steps=2",
+    ]
     assert run_stage(demo_env.config(TASK_FILES[0], extra, output=output)).status == "complete"
 
     stage_dir = output / "task1_moving_grasp"
@@ -85,11 +96,14 @@ def test_a_stage_with_wandb_logs_its_tensorboard_scalars_and_config(demo_env, tm
     assert results["optimizer_steps"] == 2 and results["effective_batch_size"] == 2 * results["batch_size"]
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("training.wandb.mode=cloud", "training.wandb.mode must be one of offline, online, disabled, got 'cloud'"),
-    ("training.wandb.project=' '", "training.wandb.project must not be empty"),
-    ("training.wandb.entity_name=x", "override 'training.wandb.entity_name' names no key of this config"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training.wandb.mode=cloud", "training.wandb.mode must be one of offline, online, disabled, got 'cloud'"),
+        ("training.wandb.project=' '", "training.wandb.project must not be empty"),
+        ("training.wandb.entity_name=x", "override 'training.wandb.entity_name' names no key of this config"),
+    ],
+)
 def test_bad_wandb_settings_give_one_line_errors(override, message):
     with pytest.raises(KuavoError) as info:
         load_config(overrides=[override])
@@ -102,5 +116,7 @@ def test_enabling_wandb_without_the_package_says_how_to_install_it(monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else find_spec(name, *a))
     assert load_config(overrides=["training.wandb.enable=false"]).training.wandb.enable is False  # off: not needed
-    with pytest.raises(KuavoError, match=r"training.wandb.enable=true needs the wandb package: `pip install -e .*wandb"):
+    with pytest.raises(
+        KuavoError, match=r"training.wandb.enable=true needs the wandb package: `pip install -e .*wandb"
+    ):
         load_config(overrides=["training.wandb.enable=true"])

@@ -18,8 +18,12 @@ from tests.conftest import REPO_ROOT, TASK_FILES
 
 # One quick stage 1 (the schema still spans all four tasks: task 4 has 20 action dims).
 # n_action_steps < chunk_size so the queue and the chunk cut are really exercised.
-FAST = ["training.epochs_override=1", "training.max_steps_per_epoch=4", "training.max_validation_samples=8",
-        "policy.n_action_steps=5"]
+FAST = [
+    "training.epochs_override=1",
+    "training.max_steps_per_epoch=4",
+    "training.max_validation_samples=8",
+    "policy.n_action_steps=5",
+]
 WRAPPER_LOGGER = "kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper"
 
 
@@ -55,8 +59,9 @@ def lerobot_policy(checkpoint):
     config = PreTrainedConfig.from_pretrained(checkpoint)
     config.device = "cpu"
     policy = SmolVLAPolicy.from_pretrained(checkpoint, config=config)
-    pre, post = make_pre_post_processors(policy.config, pretrained_path=str(checkpoint),
-                                         preprocessor_overrides={"device_processor": {"device": "cpu"}})
+    pre, post = make_pre_post_processors(
+        policy.config, pretrained_path=str(checkpoint), preprocessor_overrides={"device_processor": {"device": "cpu"}}
+    )
     return policy, pre, post
 
 
@@ -233,7 +238,9 @@ def test_ellipsis_suffix_works(wrapper):
     short = {**obs, "task": "Pick up the package from the conveyor belt, weigh it ..."}
     wrapper.clip_actions = False
     noise = noise_for(wrapper)
-    torch.testing.assert_close(wrapper.predict_action_chunk(short, noise=noise), wrapper.predict_action_chunk(obs, noise=noise))
+    torch.testing.assert_close(
+        wrapper.predict_action_chunk(short, noise=noise), wrapper.predict_action_chunk(obs, noise=noise)
+    )
     assert wrapper.resolve_instruction("Move from the starting point\u2026").task_id == 4
 
 
@@ -267,7 +274,9 @@ def test_reset_clears_the_queue(wrapper):
     wrapper.select_action(obs, noise=noise_for(wrapper, seed=4))
     wrapper.reset()
     noise = noise_for(wrapper, seed=5)
-    torch.testing.assert_close(wrapper.select_action(obs, noise=noise), wrapper.predict_action_chunk(obs, noise=noise)[0, 0])
+    torch.testing.assert_close(
+        wrapper.select_action(obs, noise=noise), wrapper.predict_action_chunk(obs, noise=noise)[0, 0]
+    )
 
 
 def test_actions_are_clipped_to_the_training_range(wrapper, checkpoint):

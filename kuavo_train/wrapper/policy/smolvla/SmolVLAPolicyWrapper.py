@@ -40,8 +40,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -50,22 +51,26 @@ import torch.nn.functional as F  # noqa: N812
 from kuavo_train.data.constants import ACTION, CAMERA_PREFIX, STATE, TASK
 from kuavo_train.data.schema import FeatureSchema, TaskFeatures, camera_padding_mask_key
 from kuavo_train.data.task_dataset import pad_last_dim
-from kuavo_train.errors import KuavoError, first_line
 from kuavo_train.device import resolve_device
+from kuavo_train.errors import KuavoError, first_line
+from kuavo_train.layout import (
+    CHECKPOINT_META_FILE,
+    CONFIG_FILE,
+    MODEL_FILE,
+    POSTPROCESSOR_FILE,
+    PREPROCESSOR_FILE,
+    SCHEMA_FILE,
+)
+from kuavo_train.wrapper.policy.smolvla.checkpoint_dir import (
+    DEVICE_STEP,
+    TOKENIZER_STEP,
+    check_checkpoint_dir,
+    has_step,
+    match_saved_dtypes,
+    resolve_vlm_model_name,
+)
 
 logger = logging.getLogger(__name__)
-
-# Files of a kuavo_train policy dir (kept literal: this module never imports the training code).
-SCHEMA_FILE = "kuavo_schema.json"
-CHECKPOINT_META_FILE = "kuavo_checkpoint.json"
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-PREPROCESSOR_FILE = "policy_preprocessor.json"
-POSTPROCESSOR_FILE = "policy_postprocessor.json"
-REQUIRED_FILES = (MODEL_FILE, CONFIG_FILE, PREPROCESSOR_FILE, POSTPROCESSOR_FILE, SCHEMA_FILE)
-# Registry names of lerobot's DeviceProcessorStep and TokenizerProcessorStep in the saved pipelines.
-DEVICE_STEP = "device_processor"
-TOKENIZER_STEP = "tokenizer_processor"
 
 _ELLIPSIS = re.compile(r"(\.\.\.|\u2026)\s*$")
 # A float image above this is taken for a 0-255 image passed as float (a common mistake).
@@ -77,80 +82,21 @@ def normalize_instruction(text: str) -> str:
     return " ".join(text.split()).lower()
 
 
-def check_checkpoint_dir(path: str | Path) -> Path:
-    """The policy dir as a Path, or a KuavoError that says what is wrong and what to pass instead."""
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise KuavoError(f"checkpoint dir {path} does not exist; pass a stage's policy dir, e.g. outputs/.../task1_moving_grasp/best")
-    if not path.is_dir():
-        raise KuavoError(f"checkpoint {path} is a file; pass the policy dir that holds it (e.g. {path.parent})")
-    if not (path / SCHEMA_FILE).is_file():
-        hint = ""
-        for child in ("best", "last"):
-            if (path / child / SCHEMA_FILE).is_file():
-                hint = f"; did you mean {path / child}?"
-                break
-        else:
-            stages = sorted(path.glob(f"*/best/{SCHEMA_FILE}"))
-            if stages:
-                hint = f"; pass a stage's policy dir, e.g. {stages[-1].parent}"
-            elif (path / MODEL_FILE).is_file():
-                hint = " (it looks like a plain lerobot policy dir: load it with SmolVLAPolicy.from_pretrained instead)"
-        raise KuavoError(f"{path} is not a kuavo_train checkpoint ({SCHEMA_FILE} missing){hint}")
-    missing = [name for name in REQUIRED_FILES if not (path / name).is_file()]
-    if missing:
-        raise KuavoError(f"checkpoint {path} is incomplete: {', '.join(missing)} missing; copy the whole policy dir")
-    return path
-
-
-def resolve_vlm_model_name(path: Path, saved: str, override: str | Path | None = None) -> str:
-    """Where the VLM backbone's config/tokenizer/processor are read from, as ``SmolVLAConfig.vlm_model_name``.
-
-    ``override`` (a local dir or a hub id) wins; otherwise ``saved`` (``config.json``), a relative
-    path that names a dir inside the policy dir ``path`` (an export's ``vlm``) being taken from there.
-    """
-    if override is not None:
-        local = Path(override).expanduser()
-        if local.is_dir():
-            return str(local.resolve())
-        if local.is_absolute() or str(override).startswith((".", "~")) or len(local.parts) > 2:
-            raise KuavoError(f"vlm_model_name={str(override)!r} is not a folder; pass the dir that holds the VLM's "
-                             "config.json and tokenizer/processor files (or a hub id in the Hugging Face cache)")
-        return str(override)  # a hub id, resolved by transformers (Hugging Face cache when offline)
-    if saved and not Path(saved).is_absolute() and (path / saved).is_dir():
-        return str((path / saved).resolve())
-    return saved
-
-
-def _match_saved_dtypes(model: torch.nn.Module, weights_file: Path) -> None:
-    """Give every parameter the floating dtype it was saved with (only the header of ``weights_file`` is read)."""
-    from safetensors import safe_open
-
-    with safe_open(str(weights_file), framework="pt") as handle:
-        saved = {key: handle.get_slice(key).get_dtype() for key in handle.keys()}
-    for name, param in model.named_parameters():
-        dtype = _SAFETENSORS_FLOATS.get(saved.get(name, ""))
-        if dtype is not None and param.is_floating_point() and param.dtype != dtype:
-            param.data = param.data.to(dtype)
-
-
-_SAFETENSORS_FLOATS = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
-
-
-def _has_step(pipeline_file: Path, registry_name: str) -> bool:
-    try:
-        steps = json.loads(pipeline_file.read_text()).get("steps", [])
-    except (OSError, ValueError, AttributeError):
-        return False
-    return any(isinstance(step, dict) and step.get("registry_name") == registry_name for step in steps)
-
-
 class SmolVLAPolicyWrapper:
     """A trained SmolVLA with its processors and feature schema; see the module docstring."""
 
-    def __init__(self, policy, preprocessor, postprocessor, schema: FeatureSchema, device: torch.device,
-                 clip_actions: bool = True, clip_margin: float = 0.05, checkpoint_dir: Path | None = None,
-                 checkpoint_meta: dict | None = None):
+    def __init__(
+        self,
+        policy,
+        preprocessor,
+        postprocessor,
+        schema: FeatureSchema,
+        device: torch.device,
+        clip_actions: bool = True,
+        clip_margin: float = 0.05,
+        checkpoint_dir: Path | None = None,
+        checkpoint_meta: dict | None = None,
+    ):
         if clip_margin < 0:
             raise KuavoError(f"clip_margin must be >= 0, got {clip_margin}")
         self.policy = policy
@@ -171,9 +117,16 @@ class SmolVLAPolicyWrapper:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "auto", clip_actions: bool = True,
-                        clip_margin: float = 0.05, vlm_model_name: str | Path | None = None) -> SmolVLAPolicyWrapper:
-        """Load a kuavo_train policy dir (a stage's ``best/``, ``last/``, ``epoch{N}/``) or a ``kuavo-train export`` folder.
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "auto",
+        clip_actions: bool = True,
+        clip_margin: float = 0.05,
+        vlm_model_name: str | Path | None = None,
+    ) -> SmolVLAPolicyWrapper:
+        """Load a kuavo_train policy dir (a stage's ``best/``, ``last/``, ``epoch{N}/``) or a ``kuavo-train export``
+        folder.
 
         ``device``: "auto" (cuda if available), "cpu", "cuda", "cuda:N". ``clip_actions``: clip
         raw actions to the training data's [min - m, max + m], m = ``clip_margin * (max - min)``.
@@ -207,7 +160,7 @@ class SmolVLAPolicyWrapper:
         config.device = str(device)
         config.vlm_model_name = resolve_vlm_model_name(path, config.vlm_model_name, vlm_model_name)
         # model.safetensors holds every weight, the VLM's included: build the VLM from its config only instead
-        # of first loading its own weights from vlm_model_name (an export ships none); _match_saved_dtypes then
+        # of first loading its own weights from vlm_model_name (an export ships none); match_saved_dtypes then
         # restores a VLM that load_vlm_weights=True had loaded in bf16 for training.
         config.load_vlm_weights = False
         try:
@@ -215,53 +168,77 @@ class SmolVLAPolicyWrapper:
         except Exception as exc:
             raise KuavoError(
                 f"could not build the policy from {path} ({type(exc).__name__}: {first_line(exc)}); the model also "
-                f"needs its VLM backbone's config/tokenizer/processor files at vlm_model_name={config.vlm_model_name!r} "
+                "needs its VLM backbone's config/tokenizer/processor files "
+                f"at vlm_model_name={config.vlm_model_name!r} "
                 f"(a local dir or the Hugging Face cache): copy them to this machine and pass "
                 f"from_pretrained(..., vlm_model_name=DIR), or make a self-contained folder with `kuavo-train export`"
             ) from exc
         # The saved dtypes before loading: values copied into parameters of another dtype would be rounded.
-        _match_saved_dtypes(policy, path / MODEL_FILE)
+        match_saved_dtypes(policy, path / MODEL_FILE)
         try:
             SmolVLAPolicy._load_as_safetensor(policy, str(path / MODEL_FILE), "cpu", strict=True)
         except Exception as exc:
-            raise KuavoError(f"could not load the weights {path / MODEL_FILE} ({type(exc).__name__}: {first_line(exc)}); "
-                             "the file is truncated or belongs to another model: copy the checkpoint again") from exc
+            raise KuavoError(
+                f"could not load the weights {path / MODEL_FILE} ({type(exc).__name__}: {first_line(exc)}); "
+                "the file is truncated or belongs to another model: copy the checkpoint again"
+            ) from exc
         policy.to(device)
         policy.eval()
         overrides: dict[str, dict] = {DEVICE_STEP: {"device": str(device)}}
-        if _has_step(path / PREPROCESSOR_FILE, TOKENIZER_STEP):
+        if has_step(path / PREPROCESSOR_FILE, TOKENIZER_STEP):
             overrides[TOKENIZER_STEP] = {"tokenizer_name": config.vlm_model_name}  # the VLM's own tokenizer
         try:
             preprocessor = PolicyProcessorPipeline.from_pretrained(
-                path, config_filename=PREPROCESSOR_FILE, overrides=overrides,
-                to_transition=batch_to_transition, to_output=transition_to_batch,
+                path,
+                config_filename=PREPROCESSOR_FILE,
+                overrides=overrides,
+                to_transition=batch_to_transition,
+                to_output=transition_to_batch,
             )
             # The postprocessor keeps its saved device step (cpu): actions come back on the CPU.
             postprocessor = PolicyProcessorPipeline.from_pretrained(
-                path, config_filename=POSTPROCESSOR_FILE,
-                to_transition=policy_action_to_transition, to_output=transition_to_policy_action,
+                path,
+                config_filename=POSTPROCESSOR_FILE,
+                to_transition=policy_action_to_transition,
+                to_output=transition_to_policy_action,
             )
         except Exception as exc:
             raise KuavoError(
-                f"could not load the processors of {path} ({type(exc).__name__}: {first_line(exc)}); the tokenizer is read "
+                f"could not load the processors of {path} ({type(exc).__name__}: {first_line(exc)}); "
+                "the tokenizer is read "
                 f"from vlm_model_name={config.vlm_model_name!r}"
             ) from exc
-        return cls(policy, preprocessor, postprocessor, schema, device, clip_actions=clip_actions,
-                   clip_margin=clip_margin, checkpoint_dir=path, checkpoint_meta=meta)
+        return cls(
+            policy,
+            preprocessor,
+            postprocessor,
+            schema,
+            device,
+            clip_actions=clip_actions,
+            clip_margin=clip_margin,
+            checkpoint_dir=path,
+            checkpoint_meta=meta,
+        )
 
     def _check_policy_matches_schema(self) -> None:
         config = self.policy.config
         action = config.output_features.get(ACTION)
         if action is None or tuple(action.shape) != (self.schema.action_dim,):
-            raise KuavoError(f"the model's action feature {None if action is None else tuple(action.shape)} does not match "
-                             f"{SCHEMA_FILE}'s action_dim {self.schema.action_dim}; the checkpoint dir is inconsistent")
+            raise KuavoError(
+                f"the model's action feature {None if action is None else tuple(action.shape)} does not match "
+                f"{SCHEMA_FILE}'s action_dim {self.schema.action_dim}; the checkpoint dir is inconsistent"
+            )
         state = config.input_features.get(STATE)
         if state is None or tuple(state.shape) != (self.schema.state_dim,):
-            raise KuavoError(f"the model's state feature {None if state is None else tuple(state.shape)} does not match "
-                             f"{SCHEMA_FILE}'s state_dim {self.schema.state_dim}; the checkpoint dir is inconsistent")
+            raise KuavoError(
+                f"the model's state feature {None if state is None else tuple(state.shape)} does not match "
+                f"{SCHEMA_FILE}'s state_dim {self.schema.state_dim}; the checkpoint dir is inconsistent"
+            )
         missing = [key for key in self.schema.cameras if key not in config.input_features]
         if missing:
-            raise KuavoError(f"cameras {missing} of {SCHEMA_FILE} are not inputs of the model; the checkpoint dir is inconsistent")
+            raise KuavoError(
+                f"cameras {missing} of {SCHEMA_FILE} are not inputs of the model; the checkpoint dir is inconsistent"
+            )
 
     def _action_range(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Per-dim raw action (min, max) of the training data, from the postprocessor's stats."""
@@ -273,8 +250,10 @@ class SmolVLAPolicyWrapper:
                 if low.numel() == self.schema.action_dim and high.numel() == self.schema.action_dim:
                     return low, high
         if self.clip_actions:
-            raise KuavoError("the checkpoint's postprocessor holds no action min/max stats, so actions cannot be clipped; "
-                             "pass clip_actions=False (at your own risk) or use a checkpoint written by kuavo_train")
+            raise KuavoError(
+                "the checkpoint's postprocessor holds no action min/max stats, so actions cannot be clipped; "
+                "pass clip_actions=False (at your own risk) or use a checkpoint written by kuavo_train"
+            )
         return None, None
 
     # ------------------------------------------------------------------ info
@@ -324,11 +303,20 @@ class SmolVLAPolicyWrapper:
         else:
             matches = [t for t in self.schema.tasks if normalize_instruction(t.instruction).startswith(prefix)]
             if len(matches) != 1:
-                what = "matches several trained instructions" if matches else "is not a trained instruction (nor a prefix of one)"
+                what = (
+                    "matches several trained instructions"
+                    if matches
+                    else "is not a trained instruction (nor a prefix of one)"
+                )
                 raise KuavoError(f"instruction {instruction!r} {what}; trained instructions: {listing}")
             task = matches[0]
-            logger.warning("instruction %r is not exact; using the trained instruction of task %d (%s): %r",
-                            instruction, task.task_id, task.name, task.instruction)
+            logger.warning(
+                "instruction %r is not exact; using the trained instruction of task %d (%s): %r",
+                instruction,
+                task.task_id,
+                task.name,
+                task.instruction,
+            )
         self._resolved[instruction] = task
         return task
 
@@ -355,7 +343,9 @@ class SmolVLAPolicyWrapper:
         return action if batched else action[0]
 
     @torch.no_grad()
-    def predict_action_chunk(self, batch: Mapping[str, Any], noise: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+    def predict_action_chunk(
+        self, batch: Mapping[str, Any], noise: torch.Tensor | np.ndarray | None = None
+    ) -> torch.Tensor:
         """A whole raw action chunk (B, n_action_steps, action_dim), B = 1 for an unbatched observation.
 
         Does not touch the action queue (as in lerobot); ``noise`` as in :meth:`select_action`.
@@ -369,11 +359,15 @@ class SmolVLAPolicyWrapper:
     def _prepare(self, batch: Mapping[str, Any]) -> tuple[dict, list[TaskFeatures], bool]:
         """Raw observation -> the preprocessed model batch, each row's task, and whether the input was batched."""
         if not isinstance(batch, Mapping):
-            raise KuavoError(f"the observation must be a dict of camera images, '{STATE}' and '{TASK}', got {type(batch).__name__}")
+            raise KuavoError(
+                f"the observation must be a dict of camera images, '{STATE}' and '{TASK}', got {type(batch).__name__}"
+            )
         if STATE not in batch:
             raise KuavoError(f"the observation has no '{STATE}' (the robot's joint state of the task's own size)")
         if TASK not in batch:
-            raise KuavoError(f"the observation has no '{TASK}' (the language instruction); trained: {self.trained_instructions}")
+            raise KuavoError(
+                f"the observation has no '{TASK}' (the language instruction); trained: {self.trained_instructions}"
+            )
         state = _as_tensor(batch[STATE], STATE).float()
         if state.ndim not in (1, 2):
             raise KuavoError(f"'{STATE}' must be (state_dim,) or (B, state_dim), got shape {tuple(state.shape)}")
@@ -385,8 +379,10 @@ class SmolVLAPolicyWrapper:
 
         widths = {task.state_dim for task in tasks}
         if state.shape[1] not in widths | {self.schema.state_dim}:
-            raise KuavoError(f"'{STATE}' has {state.shape[1]} values; task {tasks[0].task_id} ({tasks[0].name}) expects "
-                             f"{tasks[0].state_dim}")
+            raise KuavoError(
+                f"'{STATE}' has {state.shape[1]} values; task {tasks[0].task_id} ({tasks[0].name}) expects "
+                f"{tasks[0].state_dim}"
+            )
         if not torch.isfinite(state).all():
             raise KuavoError(f"'{STATE}' holds NaN/inf values; refusing to act on them")
         model_batch: dict[str, Any] = {STATE: pad_last_dim(state, self.schema.state_dim).to(self.device)}
@@ -394,8 +390,10 @@ class SmolVLAPolicyWrapper:
             trained_without = all(key in task.missing_cameras for task in tasks)
             if key not in batch and not trained_without:
                 cameras = [k for k in batch if str(k).startswith(CAMERA_PREFIX)]
-                raise KuavoError(f"camera '{key}' is missing from the observation (the model needs {list(self.schema.cameras)}; "
-                                 f"got {cameras})")
+                raise KuavoError(
+                    f"camera '{key}' is missing from the observation (the model needs {list(self.schema.cameras)}; "
+                    f"got {cameras})"
+                )
             if key in batch:
                 model_batch[key] = self._image(batch[key], key, shape, batched, size)
             else:  # as in training: a blank image that the padding mask hides from attention
@@ -421,8 +419,10 @@ class SmolVLAPolicyWrapper:
         else:
             raise KuavoError(f"'{TASK}' must be an instruction string (or, for a batch, a list of them), got {value!r}")
         if len({task.action_dim for task in tasks}) > 1:
-            raise KuavoError(f"one batch mixes tasks with different action sizes ({sorted({t.name for t in tasks})}); "
-                             "run them as separate batches")
+            raise KuavoError(
+                f"one batch mixes tasks with different action sizes ({sorted({t.name for t in tasks})}); "
+                "run them as separate batches"
+            )
         return tasks
 
     def _image(self, value, key: str, shape: tuple[int, int, int], batched: bool, size: int) -> torch.Tensor:
@@ -430,8 +430,10 @@ class SmolVLAPolicyWrapper:
         image = _as_tensor(value, key)
         if image.ndim != (4 if batched else 3):
             want = "(B, H, W, C) or (B, C, H, W)" if batched else "(H, W, C) or (C, H, W)"
-            raise KuavoError(f"'{key}' has shape {tuple(image.shape)}; expected {want} like '{STATE}' "
-                             f"({'batched' if batched else 'unbatched'})")
+            raise KuavoError(
+                f"'{key}' has shape {tuple(image.shape)}; expected {want} like '{STATE}' "
+                f"({'batched' if batched else 'unbatched'})"
+            )
         if not batched:
             image = image.unsqueeze(0)
         if image.shape[0] != size:
@@ -441,8 +443,10 @@ class SmolVLAPolicyWrapper:
         if channels_last and (not channels_first or image.dtype == torch.uint8):
             image = image.permute(0, 3, 1, 2)
         elif not channels_first:
-            raise KuavoError(f"'{key}' has shape {tuple(image.shape[1:])}; expected {channels} channels first (C, H, W) or "
-                             f"last (H, W, C)")
+            raise KuavoError(
+                f"'{key}' has shape {tuple(image.shape[1:])}; expected {channels} channels first (C, H, W) or "
+                f"last (H, W, C)"
+            )
         image = image.to(self.device)
         if image.dtype == torch.uint8:
             image = image.float() / 255.0
@@ -450,15 +454,23 @@ class SmolVLAPolicyWrapper:
             image = image.float()
             low, high = float(image.min()), float(image.max())
             if high > _FLOAT_IMAGE_MAX or low < -1e-3:
-                raise KuavoError(f"'{key}' is a float image with values in [{low:.3g}, {high:.3g}]; float images must be in "
-                                 "[0, 1] (pass uint8 for 0-255 images)")
+                raise KuavoError(
+                    f"'{key}' is a float image with values in [{low:.3g}, {high:.3g}]; float images must be in "
+                    "[0, 1] (pass uint8 for 0-255 images)"
+                )
         else:
             raise KuavoError(f"'{key}' has dtype {image.dtype}; pass uint8 (0-255) or float (0-1) RGB images")
         if tuple(image.shape[-2:]) != (height, width):
             if key not in self._resized_warned:
                 self._resized_warned.add(key)
-                logger.warning("'%s' is %dx%d but the model was trained on %dx%d images; resizing", key,
-                               image.shape[-2], image.shape[-1], height, width)
+                logger.warning(
+                    "'%s' is %dx%d but the model was trained on %dx%d images; resizing",
+                    key,
+                    image.shape[-2],
+                    image.shape[-1],
+                    height,
+                    width,
+                )
             image = F.interpolate(image, size=(height, width), mode="bilinear", align_corners=False, antialias=True)
         return image.contiguous()
 
@@ -469,8 +481,10 @@ class SmolVLAPolicyWrapper:
         if noise.ndim == 2:
             noise = noise.unsqueeze(0)
         if tuple(noise.shape) != self.noise_shape(size):
-            raise KuavoError(f"noise must have shape {self.noise_shape(size)} (B, chunk_size, max_action_dim), "
-                             f"got {tuple(noise.shape)}")
+            raise KuavoError(
+                f"noise must have shape {self.noise_shape(size)} (B, chunk_size, max_action_dim), "
+                f"got {tuple(noise.shape)}"
+            )
         return noise.to(self.device)
 
     def _finish(self, action: torch.Tensor, tasks: list[TaskFeatures]) -> torch.Tensor:
@@ -484,8 +498,9 @@ class SmolVLAPolicyWrapper:
 
     # ------------------------------------------------------------------ examples
 
-    def make_example_observation(self, task_id: int | None = None, batch: bool = False, batch_size: int = 2,
-                                 seed: int | None = None) -> dict[str, Any]:
+    def make_example_observation(
+        self, task_id: int | None = None, batch: bool = False, batch_size: int = 2, seed: int | None = None
+    ) -> dict[str, Any]:
         """A valid random raw observation (numpy uint8 HWC images, float32 state, the task's instruction).
 
         ``task_id`` None = the first trained task; ``batch`` True adds a leading batch dim of ``batch_size``.
@@ -509,8 +524,10 @@ class SmolVLAPolicyWrapper:
         return -np.ones(dim), np.ones(dim)
 
     def __repr__(self) -> str:
-        return (f"SmolVLAPolicyWrapper({self.checkpoint_dir}, device={self.device}, tasks="
-                f"{[(t.task_id, t.name, t.action_dim) for t in self.schema.tasks]}, clip_actions={self.clip_actions})")
+        return (
+            f"SmolVLAPolicyWrapper({self.checkpoint_dir}, device={self.device}, tasks="
+            f"{[(t.task_id, t.name, t.action_dim) for t in self.schema.tasks]}, clip_actions={self.clip_actions})"
+        )
 
 
 def _as_tensor(value, name: str) -> torch.Tensor:
@@ -524,5 +541,3 @@ def _as_tensor(value, name: str) -> torch.Tensor:
         return torch.as_tensor(np.asarray(value))
     except (TypeError, ValueError, RuntimeError) as exc:
         raise KuavoError(f"'{name}' is not an array ({type(value).__name__})") from exc
-
-
