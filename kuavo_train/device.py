@@ -61,3 +61,16 @@ def choose_device(requested: str | torch.device, key: str = "training.device") -
 
 def resolve_device(requested: str | torch.device, key: str = "training.device") -> torch.device:
     return choose_device(requested, key).device
+
+
+def use_fast_matmul(device: torch.device) -> None:
+    """On CUDA, let fp32 matmuls and convolutions use TF32 tensor cores (Ampere and newer).
+
+    The fp32 matmuls left outside bf16 autocast (and all of them with training.mixed_precision=no) then run on
+    tensor cores with a 10-bit mantissa, as lerobot-train sets it (lerobot/scripts/lerobot_train.py). A no-op
+    on the CPU.
+    """
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True

@@ -123,6 +123,7 @@ class FourStageRun:
     initial_weights: dict[int, dict] = field(default_factory=dict)  # stage -> {name: tensor}
     start_paths: dict[int, object] = field(default_factory=dict)  # stage -> init path or None
     seconds: float = 0.0
+    stage_seconds: dict[int, float] = field(default_factory=dict)  # stage -> wall time of its run_stage call
 
     @property
     def paths(self) -> RunPaths:
@@ -157,7 +158,10 @@ def train_stages(demo_env: DemoEnv, output: Path, task_files=TASK_FILES, extra=F
         patch.setattr(build_module, "load_policy", recording_load_policy)
         for number, task_file in enumerate(task_files, start=1):
             current["stage"] = number
-            result = stage_module.run_stage(demo_env.config(task_file, extra, output=output))
+            cfg = demo_env.config(task_file, extra, output=output)
+            stage_started = time.perf_counter()
+            result = stage_module.run_stage(cfg)
+            run.stage_seconds[number] = time.perf_counter() - stage_started
             assert result.status == "complete", f"{task_file}: {result.status}"
     run.seconds = time.perf_counter() - started
     return run

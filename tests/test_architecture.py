@@ -19,7 +19,7 @@ ALLOWED = {
     "recorded": {"config", "errors", "layout"},
     "data": {"config", "errors", "layout", "files"},
     "policy": {"config", "data", "errors", "layout"},
-    "wrapper": {"data", "device", "errors", "layout"},
+    "wrapper": {"data", "device", "errors", "layout", "policy"},
     "training": {"config", "data", "policy", "errors", "layout", "files", "device"},
     "evaluation": {
         "config",

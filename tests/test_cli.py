@@ -208,3 +208,19 @@ def test_five_task_curriculum_plans_in_dry_run(demo_env, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "Plan of stage 5 (task5_weighing_left)" in out
     assert "task5 0.60" in out
+
+
+def test_tf32_matmuls_on_cuda_only():
+    import torch
+
+    from kuavo_train.device import use_fast_matmul
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        use_fast_matmul(torch.device("cpu"))
+        assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        use_fast_matmul(torch.device("cuda", 0))  # only flags: no GPU needed to set them
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

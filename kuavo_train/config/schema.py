@@ -120,6 +120,9 @@ class PolicyConfig:
     num_steps: int = 10
     # Max language tokens.
     tokenizer_max_length: int = 48
+    # Attention of the VLM + action expert: "sdpa" (torch's fused scaled_dot_product_attention, same results
+    # as eager within fp tolerance, less memory) or "eager" (lerobot's own). Saved checkpoints are the same.
+    attention: str = "sdpa"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
 

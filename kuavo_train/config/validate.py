@@ -69,6 +69,7 @@ def _validate_policy(cfg: Config) -> None:
         f"policy.n_action_steps must be in [1, chunk_size={p.chunk_size}], got {p.n_action_steps}",
     )
     _check(p.num_vlm_layers >= 1, f"policy.num_vlm_layers must be >= 1, got {p.num_vlm_layers}")
+    _check(p.attention in ("sdpa", "eager"), f"policy.attention must be sdpa or eager, got {p.attention!r}")
     _check(
         0 <= p.freeze_vlm_layers <= p.num_vlm_layers,
         f"policy.freeze_vlm_layers must be in [0, num_vlm_layers={p.num_vlm_layers}], got {p.freeze_vlm_layers}",

@@ -34,7 +34,7 @@ from kuavo_train.data.prepare import CurriculumData, prepare_curriculum_data, ta
 from kuavo_train.data.schema import FeatureSchema
 from kuavo_train.data.stats import stats_hash
 from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
-from kuavo_train.device import choose_device
+from kuavo_train.device import choose_device, use_fast_matmul
 from kuavo_train.errors import KuavoError
 from kuavo_train.evaluation.forgetting import (
     forgetting_analysis,
@@ -91,14 +91,18 @@ def run_stage(cfg: Config) -> StageResult:
         )
         return StageResult("skipped", results_path=paths.results)
     choose_device(cfg.training.device)  # an unusable training.device fails here, before minutes of data preparation
+    started = time.perf_counter()
     dist = init_distributed(cfg.training.device)
     data = _prepare_data_once(cfg, paths, dist)
+    preparation_s = time.perf_counter() - started
     if cfg.training.dry_run:
         print(format_plan(plan_stage(cfg, data)))
         return StageResult("planned")
     init_path = starting_checkpoint(cfg)
     dist.main_does(lambda: _check_output_writable(paths))
-    return StageRunner(cfg, paths, data, init_path, dist).run()
+    runner = StageRunner(cfg, paths, data, init_path, dist, started=started)
+    runner.phase_seconds["data_preparation"] = preparation_s
+    return runner.run()
 
 
 def starting_checkpoint(cfg: Config) -> str | Path | None:
@@ -137,12 +141,19 @@ class StageRunner:
         data: CurriculumData,
         init_path: str | Path | None,
         dist: DistContext | None = None,
+        started: float | None = None,
     ):
         self.cfg, self.paths, self.data, self.init_path = cfg, paths, data, init_path
+        # Wall time of this process from `started` (run_stage's start) and its phases outside the epoch loop;
+        # the loop's own seconds live in LoopState, so a resumed stage keeps those of its earlier processes.
+        self.started = time.perf_counter() if started is None else started
+        self.phase_seconds = {"data_preparation": 0.0, "model_build": 0.0, "final_evaluation": 0.0}
+        self.loop_seconds_before_resume = 0.0
         self.dist = dist or DistContext()
         self.stage, self.task = cfg.stage, cfg.task
         self.device_choice = choose_device(cfg.training.device)
         self.device = _rank_device(self.device_choice.device, self.dist)
+        use_fast_matmul(self.device)
         self.autocast = make_autocast(self.device, cfg.training.mixed_precision)
         if self.dist.is_main:
             wandb = WandbRunSpec(cfg.training.wandb, cfg.task.dirname, paths.run_root.name, _resolved_config(cfg))
@@ -171,6 +182,7 @@ class StageRunner:
         return json.loads(marker.read_text())["run_id"] if marker.exists() else None
 
     def _build(self) -> None:
+        started = time.perf_counter()
         seed_everything(stage_seed(self.cfg))
         resume = self._resume_source()
         self._check_parent_compatible()
@@ -185,6 +197,7 @@ class StageRunner:
         if resume is not None:
             self._restore(resume)
         self._log_setup(start_from, t.total_steps)
+        self.phase_seconds["model_build"] = time.perf_counter() - started
 
     @property
     def rank_batch_size(self) -> int:
@@ -261,6 +274,7 @@ class StageRunner:
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
         self.state = LoopState(**saved["loop"])
+        self.loop_seconds_before_resume = self._loop_seconds()
         restore_rng_state(saved["rng"])
         self.log.echo(f"Resuming from epoch {self.state.epoch} step {self.state.step}")
         if self.state.batches_into_epoch:
@@ -424,6 +438,7 @@ class StageRunner:
 
     # ---- the end ------------------------------------------------------------------------------
     def _finish(self) -> StageResult:
+        started = time.perf_counter()
         self._load_weights(self._best_so_far())
         all_ids = [t.id for t in self.cfg.tasks]
         extra = [t for t in all_ids if t not in self.val_loaders]
@@ -445,10 +460,12 @@ class StageRunner:
         criteria = success_criteria(seen, self.task.id, self.stage, self.cfg.criteria)
         self.log.echo(format_criteria_table(criteria, self.stage))
         passed = all(c.passed for c in criteria)
-        self.dist.main_does(lambda: self._publish(losses, seen, criteria, verdicts))
+        self.phase_seconds["final_evaluation"] = time.perf_counter() - started
+        timings = self.dist.main_does(lambda: self._publish(losses, seen, criteria, verdicts))
         if not self.dist.is_main:
             return StageResult("complete", criteria_passed=passed, results_path=self.paths.results)
         self.log.echo(f"Stage {self.stage} done: best {self.paths.best}  results {self.paths.results}")
+        self.log.echo(format_timings(timings))
         if not passed:
             self.log.echo(
                 "⚠️  Some success criteria failed (see the table above)."
@@ -471,17 +488,35 @@ class StageRunner:
 
         SmolVLAPolicy._load_as_safetensor(self.policy, str(policy_dir / MODEL_FILE), str(self.device), strict=True)
 
-    def _publish(self, losses, seen, criteria, verdicts) -> None:
-        """Rank 0: best/ from best_running/, the results files, and the clean-up of the run's markers."""
+    def _loop_seconds(self) -> float:
+        return self.state.seconds_training + self.state.seconds_validating + self.state.seconds_checkpointing
+
+    def _timings(self) -> dict[str, float]:
+        """Where the stage's wall time went; the parts add up to ``total`` (``other``: logging, set-up checks)."""
+        parts = {
+            **self.phase_seconds,
+            "training": self.state.seconds_training,
+            "validation": self.state.seconds_validating,
+            "checkpointing": self.state.seconds_checkpointing,
+        }
+        total = time.perf_counter() - self.started + self.loop_seconds_before_resume
+        return {**parts, "other": max(total - sum(parts.values()), 0.0), "total": total}
+
+    def _publish(self, losses, seen, criteria, verdicts) -> dict[str, float]:
+        """Rank 0: best/ from best_running/, the results files, and the clean-up of the run's markers; the timings."""
+        started = time.perf_counter()
         if self.paths.best_running.is_dir():
             write_dir_atomically(self.paths.best, lambda tmp: _copy_tree(self.paths.best_running, tmp))
+        self.state.seconds_checkpointing += time.perf_counter() - started
         self._warn_stale_later_stages()
-        write_json_atomically(self.paths.results, self._results(losses, seen, criteria, verdicts))
+        timings = self._timings()
+        write_json_atomically(self.paths.results, self._results(losses, seen, criteria, verdicts, timings))
         shutil.rmtree(self.paths.best_running, ignore_errors=True)
         self.paths.retraining_marker.unlink(missing_ok=True)
         write_curriculum_results(self.cfg, self.paths.run_root)
+        return timings
 
-    def _results(self, losses, seen, criteria, verdicts) -> dict:
+    def _results(self, losses, seen, criteria, verdicts, timings) -> dict:
         cfg, task = self.cfg, self.task
         parent = Path(self.init_path) if self.init_path and Path(str(self.init_path)).is_dir() else None
         return {
@@ -513,11 +548,7 @@ class StageRunner:
             ],
             "validation_history": self.state.validations,
             "train_loss_per_epoch": self.state.train_losses,
-            "timings_s": {
-                "training": self.state.seconds_training,
-                "validation": self.state.seconds_validating,
-                "checkpointing": self.state.seconds_checkpointing,
-            },
+            "timings_s": timings,
             "parent_checkpoint": {
                 "path": str(self.init_path) if self.init_path else None,
                 "model_sha256": file_sha256(parent / MODEL_FILE) if parent else None,
@@ -554,3 +585,9 @@ def _resolved_config(cfg: Config) -> dict:
     data.pop("tasks", None)
     data["data_roots"] = {task.name: task.data.root for task in cfg.tasks}  # read back by recorded.py
     return data
+
+
+def format_timings(timings: dict[str, float]) -> str:
+    """One line: the stage's wall time and its parts."""
+    parts = ", ".join(f"{name.replace('_', ' ')} {seconds:.1f}" for name, seconds in timings.items() if name != "total")
+    return f"Stage time {timings['total']:.1f} s: {parts}"

@@ -19,6 +19,7 @@ from kuavo_train.data.schema import FeatureSchema
 from kuavo_train.data.stats import stats_to_tensors
 from kuavo_train.errors import KuavoError, first_line
 from kuavo_train.layout import MODEL_FILE
+from kuavo_train.policy.attention import use_attention
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,7 @@ def load_policy(policy_cfg: PolicyConfig, schema: FeatureSchema, init_path: str 
         load_weights_strictly(policy, weights)
     policy.to(device)
     apply_freezing(policy, policy_cfg)
+    use_attention(policy, policy_cfg.attention)
     return policy
 
 

@@ -27,6 +27,17 @@ from kuavo_train.reporting.read import RunData, StageInfo, finite
 # ------------------------------------------------------------------------------------------------------ curves
 
 
+# Parts of a stage's wall time in training_results.json `timings_s` (older runs have the middle three only).
+TIMING_PARTS = ("data_preparation", "model_build", "training", "validation", "final_evaluation", "checkpointing")
+
+
+def stage_seconds(timings: dict) -> float:
+    """A stage's wall time: its recorded total, or the sum of its parts for runs that did not record one."""
+    if finite(timings.get("total")) is not None:
+        return float(timings["total"])
+    return sum(finite(v) or 0.0 for v in timings.values())
+
+
 def stage_curves(run: RunData, info: StageInfo):
     from kuavo_train.reporting.plots import StageCurves
 
@@ -149,7 +160,7 @@ def build_markdown(run: RunData, images: dict[str, str]) -> str:
     last_stage = max(run.matrix) if run.matrix else None
     criteria_states = [(s, _criteria_passed(s)) for s in done]
     failed = [s for s, ok in criteria_states if ok is False]
-    total_time = sum(finite(v) or 0.0 for s in done for v in ((s.results or {}).get("timings_s") or {}).values())
+    total_time = sum(stage_seconds((s.results or {}).get("timings_s") or {}) for s in done)
     lines += [
         "## Summary",
         "",
@@ -328,34 +339,28 @@ def build_markdown(run: RunData, images: dict[str, str]) -> str:
 
     # timings
     lines += ["## Timings", ""]
-    rows, totals = [], {"training": 0.0, "validation": 0.0, "checkpointing": 0.0}
+    rows, totals = [], dict.fromkeys(TIMING_PARTS, 0.0)
     for s in done:
         timings = (s.results or {}).get("timings_s") or {}
         steps = finite((s.results or {}).get("optimizer_steps"))
         train = finite(timings.get("training"))
-        total = sum(finite(v) or 0.0 for v in timings.values())
         for key in totals:
             totals[key] += finite(timings.get(key)) or 0.0
         rows.append(
             [
                 f"{s.stage} ({s.label})",
-                _duration(timings.get("training")),
-                _duration(timings.get("validation")),
-                _duration(timings.get("checkpointing")),
-                _duration(total),
+                *(_duration(timings.get(key)) for key in TIMING_PARTS),
+                _duration(stage_seconds(timings)),
                 f"{train / steps:.3f}" if train and steps else "—",
             ]
         )
     if rows:
-        rows.append(
-            [
-                "**total**",
-                *(f"**{_duration(v)}**" for v in totals.values()),
-                f"**{_duration(sum(totals.values()))}**",
-                "",
-            ]
-        )
-        lines += _table(["stage", "training", "validation", "checkpointing", "total", "s / step"], rows)
+        total = sum(stage_seconds((s.results or {}).get("timings_s") or {}) for s in done)
+        rows.append(["**total**", *(f"**{_duration(v)}**" for v in totals.values()), f"**{_duration(total)}**", ""])
+        header = ["stage", *(key.replace("_", " ") for key in TIMING_PARTS), "total", "s / step"]
+        lines += _table(header, rows)
+        if any("total" not in ((s.results or {}).get("timings_s") or {}) for s in done):
+            lines += ["", "Stages trained by an older kuavo_train record only training, validation and checkpointing."]
     else:
         lines.append("No stage finished yet.")
     lines.append("")

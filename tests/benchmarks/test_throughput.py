@@ -148,3 +148,37 @@ def test_offline_architecture_has_smolvlm2_500m_sizes(tmp_path):
     assert (vision.hidden_size, vision.num_hidden_layers, vision.image_size, vision.patch_size) == (768, 12, 512, 16)
     assert config.scale_factor == 4 and not text.tie_word_embeddings
     assert AutoProcessor.from_pretrained(path).image_seq_len == IMAGE_SEQ_LEN == 64
+
+
+def test_attention_benchmark_prints_both_kinds_with_the_same_loss(demo_env):
+    backbone = next(o for o in demo_env.overrides if o.startswith("policy.vlm_model_name=")).partition("=")[2]
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "attention.py"),
+            "--vlm-model-name",
+            backbone,
+            "--config-name",
+            "smolvla_sequential_demo",
+            "--image-hw",
+            "24",
+            "32",
+            "--steps",
+            "1",
+            "--warmup",
+            "0",
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {
+        line.split()[0]: line.split()
+        for line in result.stdout.splitlines()
+        if line.split()[:1] in (["eager"], ["sdpa"])
+    }
+    assert set(rows) == {"eager", "sdpa"}
+    assert float(rows["sdpa"][3]) == pytest.approx(float(rows["eager"][3]), rel=1e-5)  # same loss
+    assert all(float(row[1]) > 0 and float(row[2]) > 0 for row in rows.values())

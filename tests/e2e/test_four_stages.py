@@ -105,3 +105,17 @@ def test_report_comes_out_of_the_run(four_stage_run, tmp_path):
     assert f"`{four_stage_run.stage(4).best.resolve()}` (final multi-task model, stage 4 of 4)" in text
     for name in (LOSS_MATRIX_PNG, CURVES_ALL_PNG, *map(curves_stage_png, STAGES)):
         assert (tmp_path / "report" / name).stat().st_size > 5_000 and f"]({name})" in text
+
+
+def test_timings_account_for_the_whole_stage(four_stage_run):
+    parts = ("data_preparation", "model_build", "training", "validation", "final_evaluation", "checkpointing")
+    for stage in range(1, 5):
+        timings = _results(four_stage_run, stage)["timings_s"]
+        assert set(timings) == {*parts, "other", "total"}
+        assert all(timings[name] > 0 for name in parts), timings
+        assert sum(timings[name] for name in (*parts, "other")) == pytest.approx(timings["total"], rel=1e-6)
+        assert timings["other"] <= 0.25 * timings["total"], timings  # the named parts are where the time went
+        # the stage's own clock covers the wall time of its run_stage call (the rest: writing the results, closing
+        # the logs)
+        wall = four_stage_run.stage_seconds[stage]
+        assert 0.85 * wall <= timings["total"] <= wall, (stage, timings["total"], wall)

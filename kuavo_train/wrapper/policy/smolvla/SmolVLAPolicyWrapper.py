@@ -32,7 +32,7 @@ The action queue is lerobot's: :meth:`select_action` runs the model when the que
 then returns the queued actions one per call (``n_action_steps`` of them per model call).
 
 This module must stay loadable on a robot: it imports lerobot, torch and kuavo_train's data
-schema/padding helpers only (never training, curriculum or ingest code).
+schema/padding helpers and the attention swap only (never training, curriculum or ingest code).
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ from kuavo_train.layout import (
     PREPROCESSOR_FILE,
     SCHEMA_FILE,
 )
+from kuavo_train.policy.attention import ATTENTION_KINDS, use_attention
 from kuavo_train.wrapper.policy.smolvla.checkpoint_dir import (
     DEVICE_STEP,
     TOKENIZER_STEP,
@@ -124,6 +125,7 @@ class SmolVLAPolicyWrapper:
         clip_actions: bool = True,
         clip_margin: float = 0.05,
         vlm_model_name: str | Path | None = None,
+        attention: str = "sdpa",
     ) -> SmolVLAPolicyWrapper:
         """Load a kuavo_train policy dir (a stage's ``best/``, ``last/``, ``epoch{N}/``) or a ``kuavo-train export``
         folder.
@@ -133,8 +135,11 @@ class SmolVLAPolicyWrapper:
         ``vlm_model_name``: where the VLM backbone's config, tokenizer and processor files are (a local
         dir or a hub id in the Hugging Face cache); None = ``vlm_model_name`` of ``config.json``, a
         relative one (an export's ``vlm``) taken relative to ``path``. Its weights are never read:
-        they are in the checkpoint's ``model.safetensors``.
+        they are in the checkpoint's ``model.safetensors``. ``attention``: "sdpa" (torch's fused attention) or
+        "eager" (lerobot's); same actions within fp tolerance (kuavo_train.policy.attention).
         """
+        if attention not in ATTENTION_KINDS:
+            raise KuavoError(f"attention={attention!r} is not one of {ATTENTION_KINDS}")
         path = check_checkpoint_dir(path)
         device = resolve_device(device, key="device")
         schema = FeatureSchema.load(path / SCHEMA_FILE)
@@ -183,6 +188,7 @@ class SmolVLAPolicyWrapper:
                 "the file is truncated or belongs to another model: copy the checkpoint again"
             ) from exc
         policy.to(device)
+        use_attention(policy, attention)
         policy.eval()
         overrides: dict[str, dict] = {DEVICE_STEP: {"device": str(device)}}
         if has_step(path / PREPROCESSOR_FILE, TOKENIZER_STEP):
