@@ -208,38 +208,12 @@ def full_size_problem(vlm_model_name: str) -> str | None:
     return None
 
 
-def ensure_assets(cfg, args, data_dir: Path) -> None:
-    """The demo assets: ``ensure_demo_assets`` for the default data, else synthetic data as asked."""
+def ensure_assets(cfg, args) -> None:
+    """The demo assets (backbone + synthetic data) at the asked episodes, camera size and storage."""
     from kuavo_train.demo.assets import DemoDataSize, ensure_demo_assets
 
     size = DemoDataSize(num_episodes=args.episodes, image_hw=tuple(args.image_hw))
-    if not args.video:
-        ensure_demo_assets(cfg, size=size)
-        return
-    from kuavo_train.demo.synthetic import SyntheticTaskSpec, write_synthetic_task
-    from kuavo_train.demo.tiny_backbone import build_tiny_backbone
-
-    build_tiny_backbone(
-        Path(cfg.policy.vlm_model_name),
-        seed=0,
-        instructions=[t.language_instruction for t in cfg.tasks],
-        image_size=cfg.policy.resize_imgs_with_padding[0],
-        num_text_layers=cfg.policy.num_vlm_layers,
-    )
-    for task in cfg.tasks:
-        spec = SyntheticTaskSpec(
-            task_id=task.id, instruction=task.language_instruction, action_dim=task.data.action_dim or 16
-        )
-        write_synthetic_task(
-            Path(task.data.root),
-            spec,
-            num_episodes=size.num_episodes,
-            min_len=size.min_len,
-            max_len=size.max_len,
-            image_hw=size.image_hw,
-            video=True,
-            seed=task.id,
-        )
+    ensure_demo_assets(cfg, size=size, video=args.video)
 
 
 def is_default_data(args) -> bool:
@@ -259,7 +233,7 @@ def make_setup(args, tmp: Path) -> Setup:
     base = demo_overrides(data_dir, out_dir, args.stage, args.batch_size, args.device, args.video_backend)
     demo_cfg = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, base)
     started = time.perf_counter()
-    ensure_assets(demo_cfg, args, data_dir)  # no-op when the assets are already there
+    ensure_assets(demo_cfg, args)  # no-op when the assets are already there
     data = prepare_curriculum_data(demo_cfg, out_dir)
     storage = "mp4 video" if args.video else "PNG in parquet"
     print(

@@ -77,10 +77,15 @@ def _json_default(value: Any):
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
-def file_sha256(path: Path) -> str:
-    """First 16 hex digits of the file's sha256."""
+def sha256_hex(path: Path) -> str:
+    """The file's sha256 (64 hex digits), read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """First 16 hex digits of the file's sha256: the short id results files record."""
+    return sha256_hex(path)[:16]

@@ -39,7 +39,7 @@ from benchmarks.sim.report import format_summary, load_summary, write_docs  # no
 from benchmarks.strategies import STRATEGIES, equal_budget, optimizer_steps, run_strategy  # noqa: E402
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
 from kuavo_train.config.schema import Config  # noqa: E402
-from kuavo_train.demo.tiny_backbone import build_tiny_backbone  # noqa: E402
+from kuavo_train.demo.assets import build_backbone_for  # noqa: E402
 from kuavo_train.device import DeviceChoice, choose_device  # noqa: E402
 from kuavo_train.layout import MODEL_FILE, RunPaths  # noqa: E402
 from kuavo_train.training.loop import precision_label  # noqa: E402
@@ -150,13 +150,7 @@ def check_tasks_match(cfg: Config) -> None:
 
 def build_assets(cfg: Config, budget: Budget, full: bool) -> None:
     if not full:
-        build_tiny_backbone(
-            Path(cfg.policy.vlm_model_name),
-            seed=0,
-            instructions=[t.language_instruction for t in cfg.tasks],
-            image_size=cfg.policy.resize_imgs_with_padding[0],
-            num_text_layers=cfg.policy.num_vlm_layers,
-        )
+        build_backbone_for(cfg)
     for task_cfg, sim in zip(cfg.tasks, sim_tasks.SIM_TASKS, strict=True):
         started = time.perf_counter()
         write_task_demos(sim, Path(task_cfg.data.root), budget.demo)

@@ -371,9 +371,9 @@ class StageRunner:
         self.state.seconds_checkpointing += time.perf_counter() - started
         self.log.flush()
 
-    def _validate_and_keep_best(self, epoch: int) -> None:
-        started = time.perf_counter()
-        losses = validate_tasks(
+    def _validation_losses(self) -> dict[int, float]:
+        """The current weights' validation loss on every task of ``self.val_loaders``."""
+        return validate_tasks(
             self.policy,
             self.preprocessor,
             self.val_loaders,
@@ -382,6 +382,10 @@ class StageRunner:
             echo=self.log.echo,
             dist=self.dist,
         )
+
+    def _validate_and_keep_best(self, epoch: int) -> None:
+        started = time.perf_counter()
+        losses = self._validation_losses()
         forgetting_analysis(
             losses, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo
         )
@@ -444,15 +448,7 @@ class StageRunner:
         extra = [t for t in all_ids if t not in self.val_loaders]
         self.val_loaders.update(self._validation_loaders(extra))
         self.log.echo(f"Final evaluation of best (epoch {self.state.best_epoch}) on every curriculum task:")
-        losses = validate_tasks(
-            self.policy,
-            self.preprocessor,
-            self.val_loaders,
-            self.device,
-            self.autocast,
-            echo=self.log.echo,
-            dist=self.dist,
-        )
+        losses = self._validation_losses()
         seen = {t.id: losses[t.id] for t in self.cfg.seen_tasks}
         verdicts = forgetting_analysis(
             seen, self.task.id, self._own_stage_losses(), self.stage, self.cfg.criteria, echo=self.log.echo

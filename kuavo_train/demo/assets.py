@@ -22,15 +22,10 @@ class DemoDataSize:
     image_hw: tuple[int, int] = (48, 64)
 
 
-def ensure_demo_assets(cfg: Config, size: DemoDataSize = DemoDataSize(), seed: int = 0) -> None:
-    """Build the backbone named by ``policy.vlm_model_name`` and each task's data at its root, if absent."""
-    build_tiny_backbone(
-        Path(cfg.policy.vlm_model_name),
-        seed=seed,
-        instructions=[t.language_instruction for t in cfg.tasks],
-        image_size=cfg.policy.resize_imgs_with_padding[0],
-        num_text_layers=cfg.policy.num_vlm_layers,
-    )
+def ensure_demo_assets(cfg: Config, size: DemoDataSize = DemoDataSize(), seed: int = 0, video: bool = False) -> None:
+    """Build the backbone named by ``policy.vlm_model_name`` and each task's data at its root, if absent
+    (``video``: cameras as mp4 instead of PNG in parquet)."""
+    build_backbone_for(cfg, seed)
     for task in cfg.tasks:
         spec = SyntheticTaskSpec(
             task_id=task.id, instruction=task.language_instruction, action_dim=task.data.action_dim or 16
@@ -42,5 +37,17 @@ def ensure_demo_assets(cfg: Config, size: DemoDataSize = DemoDataSize(), seed: i
             min_len=size.min_len,
             max_len=size.max_len,
             image_hw=size.image_hw,
+            video=video,
             seed=seed + task.id,
         )
+
+
+def build_backbone_for(cfg: Config, seed: int = 0) -> Path:
+    """The tiny backbone at ``policy.vlm_model_name``, sized by the config and knowing its tasks' instructions."""
+    return build_tiny_backbone(
+        Path(cfg.policy.vlm_model_name),
+        seed=seed,
+        instructions=[t.language_instruction for t in cfg.tasks],
+        image_size=cfg.policy.resize_imgs_with_padding[0],
+        num_text_layers=cfg.policy.num_vlm_layers,
+    )

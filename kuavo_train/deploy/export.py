@@ -42,6 +42,7 @@ from pathlib import Path
 from kuavo_train.deploy.latency import format_latency, measure_select_action_latency
 from kuavo_train.deploy.readme import readme_text
 from kuavo_train.errors import KuavoError, guarded
+from kuavo_train.files import sha256_hex
 from kuavo_train.layout import (
     CHECKPOINT_META_FILE,
     CONFIG_FILE,
@@ -142,7 +143,7 @@ def export_policy(
         (tmp / VLM_DIR).mkdir(mode=0o755)
         for source in vlm_files:
             _copy_file(source, tmp / VLM_DIR / source.name)
-        meta["files"] = {str(p.relative_to(tmp)): _sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
+        meta["files"] = {str(p.relative_to(tmp)): sha256_hex(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         _write_json(tmp / EXPORT_META_FILE, meta, indent=2)
         schema = json.loads((tmp / SCHEMA_FILE).read_text())
         (tmp / README_FILE).write_text(readme_text(out.name, meta, schema))
@@ -436,16 +437,6 @@ def _write_json(path: Path, payload: dict, indent: int) -> None:
 def _copy_file(source: Path, target: Path) -> None:
     shutil.copyfile(source, target)  # follows symlinks (the HF cache's blobs)
     target.chmod(0o644)
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _version(distribution: str) -> str:

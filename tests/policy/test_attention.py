@@ -1,6 +1,5 @@
 """SDPA attention (kuavo_train.policy.attention) gives eager's results: losses, gradients, action chunks."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -8,17 +7,7 @@ from kuavo_train.errors import KuavoError
 from kuavo_train.policy.attention import attention_kind, use_attention
 from kuavo_train.policy.factory import load_policy, make_processors
 from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss
-from tests.policy.test_factory import SCHEMA
-
-STATS = {
-    key: {
-        "mean": np.zeros(d, np.float32),
-        "std": np.ones(d, np.float32),
-        "min": -np.ones(d, np.float32),
-        "max": np.ones(d, np.float32),
-    }
-    for key, d in (("observation.state", 16), ("action", 20))
-}
+from tests.policy.test_factory import SCHEMA, UNIT_STATS
 
 
 def batch_of(chunk: int) -> dict:
@@ -38,7 +27,7 @@ def tiny(demo_env):
     cfg = demo_env.config()
     torch.manual_seed(0)
     policy = load_policy(cfg.policy, SCHEMA, None, torch.device("cpu"))
-    preprocessor, _ = make_processors(policy, STATS)
+    preprocessor, _ = make_processors(policy, UNIT_STATS)
     return cfg, policy, preprocessor
 
 

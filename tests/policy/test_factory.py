@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -12,6 +13,16 @@ SCHEMA = FeatureSchema(
     fps=10.0,
     tasks=(TaskFeatures(1, "a", "do a", 16, 16), TaskFeatures(4, "d", "do d", 16, 20)),
 )
+# Normalization stats of SCHEMA's state and action that leave values as they are (mean 0, std 1).
+UNIT_STATS = {
+    key: {
+        "mean": np.zeros(d, np.float32),
+        "std": np.ones(d, np.float32),
+        "min": -np.ones(d, np.float32),
+        "max": np.ones(d, np.float32),
+    }
+    for key, d in (("observation.state", 16), ("action", 20))
+}
 
 
 def test_unreachable_hub_id_gives_a_clear_error(demo_env, monkeypatch, tmp_path):
@@ -38,23 +49,12 @@ def test_freezing_lower_layers_and_counts(demo_env):
 
 
 def test_padded_action_dims_never_enter_the_loss(demo_env):
-    import numpy as np
-
     from kuavo_train.policy.factory import make_processors
     from kuavo_train.policy.loss import fixed_noise_and_time, per_sample_loss
 
     cfg = demo_env.config()
     policy = load_policy(cfg.policy, SCHEMA, None, torch.device("cpu"))
-    stats = {
-        k: {
-            "mean": np.zeros(d, np.float32),
-            "std": np.ones(d, np.float32),
-            "min": -np.ones(d, np.float32),
-            "max": np.ones(d, np.float32),
-        }
-        for k, d in (("observation.state", 16), ("action", 20))
-    }
-    pre, _ = make_processors(policy, stats)
+    pre, _ = make_processors(policy, UNIT_STATS)
     T = cfg.policy.chunk_size
     batch = {
         "observation.images.head_cam_h": torch.rand(2, 3, 24, 32),
