@@ -60,6 +60,7 @@ import tempfile
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -88,6 +89,19 @@ FULL_POLICY = [
     "policy.n_action_steps=50",
     "policy.resize_imgs_with_padding=[512,512]",
 ]
+# Freezing recipes: the seed's (the config's: vision encoder and the lowest VLM layers frozen, connector and the
+# upper layers trained) and lerobot's default for SmolVLA (train_expert_only: the whole VLM frozen).
+RECIPES = {"seed": [], "expert_only": ["policy.train_expert_only=true"]}
+# Our speed levers, each a config setting of the product: eager attention and no feature cache is "none".
+LEVERS = {
+    "none": ["policy.attention=eager", "data.feature_cache=off"],
+    "sdpa": ["policy.attention=sdpa", "data.feature_cache=off"],
+    "cache": ["policy.attention=eager", "data.feature_cache=on"],
+    "all": ["policy.attention=sdpa", "data.feature_cache=on"],
+}
+# Nominal dense bf16 peaks (TFLOP/s) by GPU name, for MFU; --peak-tflops overrides.
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "RTX 4090": 165.0}
+SEED_EPOCHS = 20  # the seed recipe's epochs per stage, for the whole-stage estimate
 
 
 # ---- measurement helpers ----------------------------------------------------------------------
@@ -164,12 +178,18 @@ def saved_activation_bytes(fn, module: torch.nn.Module) -> int:
 # ---- set-up shared by both sides ----------------------------------------------------------------
 @dataclass
 class Setup:
-    cfg: object  # kuavo Config of the benchmarked policy
+    cfg: object  # kuavo Config of the benchmarked policy (recipe applied, product-default levers)
     data: object  # CurriculumData
     device: torch.device
     stage: int
     batch_size: int
     seed: int
+    recipe: str = "seed"
+    overrides: list[str] = field(default_factory=list)  # what cfg was loaded with (levers are added to them)
+
+    def config_with(self, levers: str):
+        """``cfg`` with one of LEVERS applied."""
+        return load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, [*self.overrides, *LEVERS[levers]])
 
 
 def demo_overrides(
@@ -212,15 +232,21 @@ def ensure_assets(cfg, args) -> None:
     """The demo assets (backbone + synthetic data) at the asked episodes, camera size and storage."""
     from kuavo_train.demo.assets import DemoDataSize, ensure_demo_assets
 
-    size = DemoDataSize(num_episodes=args.episodes, image_hw=tuple(args.image_hw))
+    lengths = {} if args.episode_length is None else {"min_len": args.episode_length, "max_len": args.episode_length}
+    size = DemoDataSize(num_episodes=args.episodes, image_hw=tuple(args.image_hw), **lengths)
     ensure_demo_assets(cfg, size=size, video=args.video)
 
 
 def is_default_data(args) -> bool:
-    return not args.video and list(args.image_hw) == list(DEFAULT_IMAGE_HW) and args.episodes == DEFAULT_EPISODES
+    return (
+        not args.video
+        and list(args.image_hw) == list(DEFAULT_IMAGE_HW)
+        and args.episodes == DEFAULT_EPISODES
+        and args.episode_length is None
+    )
 
 
-def make_setup(args, tmp: Path) -> Setup:
+def make_setup(args, tmp: Path, recipe: str = "seed") -> Setup:
     from kuavo_train.data.prepare import prepare_curriculum_data
     from kuavo_train.training.loggers import quiet_third_party_logs
 
@@ -240,19 +266,15 @@ def make_setup(args, tmp: Path) -> Setup:
         f"data ready in {time.perf_counter() - started:.1f}s ({data_dir}: {args.episodes} episodes/task, "
         f"{args.image_hw[0]}x{args.image_hw[1]} {storage})"
     )
-    cfg = demo_cfg
+    overrides = [*base, *RECIPES[recipe]]
     if args.full:
         precision = "bf16" if args.device.startswith("cuda") else "no"
-        cfg = load_config(
-            DEFAULT_CONFIG_DIR,
-            DEMO_CONFIG,
-            [
-                *base,
-                f"policy.vlm_model_name={args.vlm_model_name}",
-                *FULL_POLICY,
-                f"training.mixed_precision={precision}",
-            ],
-        )
+        overrides += [
+            f"policy.vlm_model_name={args.vlm_model_name}",
+            *FULL_POLICY,
+            f"training.mixed_precision={precision}",
+        ]
+    cfg = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, overrides)
     from kuavo_train.device import resolve_device
 
     return Setup(
@@ -262,6 +284,8 @@ def make_setup(args, tmp: Path) -> Setup:
         stage=args.stage,
         batch_size=args.batch_size,
         seed=cfg.training.seed,
+        recipe=recipe,
+        overrides=overrides,
     )
 
 
@@ -272,12 +296,14 @@ def with_workers(cfg, num_workers: int):
 
 def build_policy(setup: Setup):
     """The lerobot side's policy: the trainer's ``load_policy`` (model, fp32 weights, freezing) after the
-    trainer's stage seed, so its initial weights are those ``build_stage_training`` gives ours."""
+    trainer's stage seed, so its initial weights are those ``build_stage_training`` gives ours; with lerobot's
+    own (eager) attention."""
     from kuavo_train.curriculum.build import seed_everything, stage_seed
     from kuavo_train.policy.factory import load_policy
 
     seed_everything(stage_seed(setup.cfg))
-    return load_policy(setup.cfg.policy, setup.data.schema, None, setup.device)
+    policy_cfg = dataclasses.replace(setup.cfg.policy, attention="eager")
+    return load_policy(policy_cfg, setup.data.schema, None, setup.device)
 
 
 def batch_samples(batch: dict) -> int:
@@ -295,14 +321,16 @@ class OursRun:
 
     name = "ours"
 
-    def __init__(self, setup: Setup, num_workers: int):
+    def __init__(self, setup: Setup, num_workers: int, levers: str = "all"):
         from kuavo_train.curriculum.build import build_stage_training, seed_everything, stage_seed
         from kuavo_train.training.loop import LoopState
 
-        cfg = with_workers(setup.cfg, num_workers)
-        self.setup = setup
+        cfg = with_workers(setup.config_with(levers), num_workers)
+        self.setup, self.levers = setup, levers
         seed_everything(stage_seed(cfg))  # as StageRunner._build does
-        self.training = build_stage_training(cfg, setup.data, None, setup.device)
+        self.training = build_stage_training(cfg, setup.data, None, setup.device, echo=lambda _line: None)
+        caches = self.training.feature_caches
+        self.cache_build = (caches.built_frames, caches.seconds) if caches else None
         self.policy, self.loader, self.ctx = self.training.policy, self.training.train_loader, self.training.ctx
         self.state = LoopState()
         self.policy.train()
@@ -343,6 +371,8 @@ class LerobotRun:
     """lerobot-train's dataset/loader/processor/update_policy, single process."""
 
     name = "lerobot"
+    levers = "-"
+    cache_build = None
 
     def __init__(self, setup: Setup, num_workers: int):
         from lerobot.datasets.factory import resolve_delta_timestamps
@@ -454,6 +484,8 @@ class LerobotRun:
 @dataclass
 class Result:
     trainer: str
+    recipe: str
+    levers: str  # ours: a key of LEVERS; lerobot: "-"
     num_workers: int
     steps: int
     batch_size: int
@@ -472,9 +504,15 @@ class Result:
     warmup_s: float
     final_loss: float | None
     step_ms: list[float] = field(default_factory=list)
+    cache_frames_built: int | None = None  # ours with the feature cache: frames embedded while it was set up
+    cache_build_s: float | None = None
+    flops_per_step: int | None = None  # model FLOPs of one step (FlopCounterMode), with --flops
+    achieved_tflops: float | None = None
 
 
-def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int) -> Result:
+def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int, count_flops: bool = False) -> Result:
+    """``kind``: LerobotRun, or a function (setup, workers) -> OursRun with its levers. ``count_flops``: one more
+    warm-up step, run under ``torch.utils.flop_counter.FlopCounterMode``, gives the model FLOPs of a step."""
     device = setup.device
     gc.collect()
     if device.type == "cuda":
@@ -491,6 +529,14 @@ def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int) -> Re
         run.step(next(batches))
     sync(device)
     warmup_s = time.perf_counter() - started
+    flops = None
+    if count_flops:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        with FlopCounterMode(display=False) as counter:
+            run.step(next(batches))
+        sync(device)
+        flops = counter.get_total_flops()
     waits, totals, loss, samples = [], [], None, 0
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -512,6 +558,8 @@ def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int) -> Re
     total = sum(totals)
     result = Result(
         trainer=run.name,
+        recipe=setup.recipe,
+        levers=run.levers,
         num_workers=num_workers,
         steps=steps,
         batch_size=setup.batch_size,
@@ -530,6 +578,10 @@ def measure(kind, setup: Setup, num_workers: int, steps: int, warmup: int) -> Re
         warmup_s=warmup_s,
         final_loss=None if loss is None else float(loss),
         step_ms=[round(1000 * t, 2) for t in totals],
+        cache_frames_built=run.cache_build[0] if run.cache_build else None,
+        cache_build_s=run.cache_build[1] if run.cache_build else None,
+        flops_per_step=flops,
+        achieved_tflops=None if flops is None or not total else flops * steps / total / 1e12,
     )
     _shutdown(run, batches)
     return result
@@ -544,10 +596,24 @@ def _shutdown(run, batches) -> None:
     gc.collect()
 
 
+def stage_frames(setup: Setup) -> dict:
+    """Frames of the stage: its training frames per task, and all the frames it reads (what the cache embeds)."""
+    from kuavo_train.curriculum.features import frames_read
+    from kuavo_train.curriculum.plan import episode_frames
+
+    cfg, data = setup.cfg, setup.data
+    train = {t: episode_frames(data, t, data.splits[t].train) for t in cfg.replay_mix()}
+    cached = sum(
+        min(episode_frames(data, r.task_id, r.episodes), r.max_samples or math.inf) for r in frames_read(cfg, data)
+    )
+    return {"train_frames": train, "cached_frames": int(cached)}
+
+
 def prime(setup: Setup) -> None:
     """One untimed step of each side first: lazy imports, tokenizer and arrow maps are then loaded
-    before any measured run, so the first run's memory and timings do not carry them."""
-    for kind in (OursRun, LerobotRun):
+    before any measured run, so the first run's memory and timings do not carry them (ours without the
+    feature cache: a measured run builds it and reports the build)."""
+    for kind in (partial(OursRun, levers="sdpa"), LerobotRun):
         run = kind(setup, 0)
         batches = run.batches()
         run.step(next(batches))
@@ -629,9 +695,9 @@ def _fmt(value, spec: str) -> str:
 def format_table(results: list[Result], device: torch.device) -> str:
     mem = "CUDA peak MiB" if device.type == "cuda" else "peak RSS MiB (+added)"
     lines = [
-        f"| workers | trainer | samples | samples/s | step ms (mean / median) | data wait ms | data-wait share | {mem} "
-        "| worker PSS MiB |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+        f"| recipe | workers | trainer | levers | samples | samples/s | step ms (mean / median) | data wait ms "
+        f"| data-wait share | {mem} | worker PSS MiB | cache build |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         memory = (
@@ -639,28 +705,32 @@ def format_table(results: list[Result], device: torch.device) -> str:
             if device.type == "cuda"
             else f"{_fmt(r.peak_rss_mib, '.0f')} (+{_fmt(r.rss_added_mib, '.0f')})"
         )
+        build = "-" if r.cache_build_s is None else f"{r.cache_frames_built} frames in {r.cache_build_s:.1f} s"
         lines.append(
-            f"| {r.num_workers} | {r.trainer} | {r.samples} | {r.samples_per_s:.2f} | "
+            f"| {r.recipe} | {r.num_workers} | {r.trainer} | {r.levers} | {r.samples} | {r.samples_per_s:.2f} | "
             f"{r.step_ms_mean:.1f} / {r.step_ms_median:.1f} | "
             f"{r.data_wait_ms_mean:.1f} | {100 * r.data_wait_share:.1f}% | {memory} | "
-            f"{_fmt(r.workers_pss_mib, '.0f')} |"
+            f"{_fmt(r.workers_pss_mib, '.0f')} | {build} |"
         )
     return "\n".join(lines)
 
 
 def ratios(results: list[Result]) -> list[dict]:
-    """Per worker count run by both sides: ours/lerobot samples/s, step time and peak memory (None: not measured)."""
+    """Per recipe, worker count and levers of ours: ours/lerobot samples/s, step time and peak memory against the
+    lerobot run of the same recipe and worker count (None: not measured)."""
     rows = []
-    for workers in sorted({r.num_workers for r in results}):
-        pair = {r.trainer: r for r in results if r.num_workers == workers}
-        if set(pair) != {"ours", "lerobot"}:
+    lerobot = {(r.recipe, r.num_workers): r for r in results if r.trainer == "lerobot"}
+    for ours in (r for r in results if r.trainer == "ours"):
+        ler = lerobot.get((ours.recipe, ours.num_workers))
+        if ler is None:
             continue
-        ours, ler = pair["ours"], pair["lerobot"]
         mem_o = ours.cuda_peak_mib if ours.cuda_peak_mib is not None else ours.peak_rss_mib
         mem_l = ler.cuda_peak_mib if ler.cuda_peak_mib is not None else ler.peak_rss_mib
         rows.append(
             {
-                "num_workers": workers,
+                "recipe": ours.recipe,
+                "num_workers": ours.num_workers,
+                "levers": ours.levers,
                 "samples": {"ours": ours.samples, "lerobot": ler.samples},
                 "samples_per_s": ours.samples_per_s / ler.samples_per_s,
                 "step_time": ours.step_ms_mean / ler.step_ms_mean,
@@ -672,13 +742,83 @@ def ratios(results: list[Result]) -> list[dict]:
 
 def format_ratios(rows: list[dict]) -> str:
     lines = [
-        "| workers | samples/s ours/lerobot | step time ours/lerobot | peak memory ours/lerobot |",
-        "|---:|---:|---:|---:|",
+        "| recipe | workers | levers | samples/s ours/lerobot | step time ours/lerobot | peak memory ours/lerobot |",
+        "|---|---:|---|---:|---:|---:|",
     ]
     for row in rows:
         lines.append(
-            f"| {row['num_workers']} | {row['samples_per_s']:.3f} | {row['step_time']:.3f} | "
-            f"{_fmt(row['peak_memory'], '.3f')} |"
+            f"| {row['recipe']} | {row['num_workers']} | {row['levers']} | {row['samples_per_s']:.3f} | "
+            f"{row['step_time']:.3f} | {_fmt(row['peak_memory'], '.3f')} |"
+        )
+    return "\n".join(lines)
+
+
+def peak_tflops(args) -> float | None:
+    if args.peak_tflops:
+        return args.peak_tflops
+    if not torch.cuda.is_available() or not args.device.startswith("cuda"):
+        return None
+    name = torch.cuda.get_device_name(0)
+    return next((peak for key, peak in PEAK_TFLOPS.items() if key in name), None)
+
+
+def format_flops(results: list[Result], peak: float | None) -> str:
+    lines = [
+        f"| recipe | workers | trainer | levers | GFLOP/step | TFLOP/s | MFU (peak {_fmt(peak, '.0f')} TFLOP/s) |",
+        "|---|---:|---|---|---:|---:|---:|",
+    ]
+    for r in results:
+        mfu = None if peak is None or r.achieved_tflops is None else f"{100 * r.achieved_tflops / peak:.1f}%"
+        gflops = None if r.flops_per_step is None else r.flops_per_step / 1e9
+        lines.append(
+            f"| {r.recipe} | {r.num_workers} | {r.trainer} | {r.levers} | {_fmt(gflops, '.1f')} | "
+            f"{_fmt(r.achieved_tflops, '.3f')} | {mfu or "-"} |"
+        )
+    return "\n".join(lines)
+
+
+def stage_estimates(results: list[Result], setup_by_recipe: dict, epochs: int = SEED_EPOCHS) -> list[dict]:
+    """Hours of training (no validation) for ``epochs`` epochs of the stage's training frames at each run's
+    measured step time, plus, for ours with the cache, embedding the stage's frames at the measured build rate."""
+    rates = {}  # (recipe, level-deciding levers) -> seconds per embedded frame
+    for r in results:
+        if r.cache_frames_built:
+            rates[r.recipe] = r.cache_build_s / r.cache_frames_built
+    rows = []
+    for r in results:
+        setup = setup_by_recipe[r.recipe]
+        frames = sum(setup["train_frames"].values())
+        steps = math.ceil(frames / r.batch_size) * epochs
+        train_s = steps * r.step_ms_mean / 1000
+        build_s = None
+        if r.cache_build_s is not None and r.recipe in rates:
+            build_s = rates[r.recipe] * setup["cached_frames"]
+        rows.append(
+            {
+                "recipe": r.recipe,
+                "num_workers": r.num_workers,
+                "trainer": r.trainer,
+                "levers": r.levers,
+                "epochs": epochs,
+                "steps": steps,
+                "training_s": train_s,
+                "cache_build_s": build_s,
+                "total_s": train_s + (build_s or 0.0),
+            }
+        )
+    return rows
+
+
+def format_estimates(rows: list[dict]) -> str:
+    lines = [
+        "| recipe | workers | trainer | levers | steps | training h | cache build h | total h |",
+        "|---|---:|---|---|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        build = "-" if row["cache_build_s"] is None else f"{row['cache_build_s'] / 3600:.3f}"
+        lines.append(
+            f"| {row['recipe']} | {row['num_workers']} | {row['trainer']} | {row['levers']} | {row['steps']} | "
+            f"{row['training_s'] / 3600:.3f} | {build} | {row['total_s'] / 3600:.3f} |"
         )
     return "\n".join(lines)
 
@@ -767,6 +907,26 @@ def parse_args(argv=None):
         action="store_true",
         help="only parameter counts and activation bytes (no timed runs; works on CPU, e.g. with --full)",
     )
+    p.add_argument(
+        "--recipe",
+        nargs="+",
+        default=["seed"],
+        choices=list(RECIPES),
+        help="freezing recipes to run (default seed: the config's; expert_only: lerobot's default for SmolVLA)",
+    )
+    p.add_argument(
+        "--levers",
+        nargs="+",
+        default=["all"],
+        choices=list(LEVERS),
+        help="our speed levers, one run each (default all = the product's defaults): none (eager attention, "
+        "no feature cache), sdpa, cache, all",
+    )
+    p.add_argument(
+        "--episode-length", type=int, default=None, help="frames per synthetic episode (default: the demo's 40-60)"
+    )
+    p.add_argument("--flops", action="store_true", help="count a step's model FLOPs; TFLOP/s and MFU")
+    p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense bf16 peak for MFU")
     p.add_argument("--json", help="also write the results as JSON here")
     return p.parse_args(argv)
 
@@ -784,31 +944,37 @@ def main(argv=None) -> int:
     info = machine()
     print("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     with tempfile.TemporaryDirectory(prefix="kuavo_throughput_") as tmp:
-        setup = make_setup(args, Path(tmp))
-        if args.full and setup.device.type == "cpu":
-            print("note: --full on CPU is very slow; use a GPU for timings")
         results: list[Result] = []
-        if not args.memory_only:
-            prime(setup)
-        for index, workers in enumerate([] if args.memory_only else args.num_workers):
-            # ABBA order over the worker settings, so drift (thermal, leftovers) does not favour one side.
-            kinds = (OursRun, LerobotRun) if index % 2 == 0 else (LerobotRun, OursRun)
-            for kind in kinds:
-                print(
-                    f"-- {kind.name}, {workers} workers: {args.warmup} warm-up + {args.steps} measured steps ...",
-                    flush=True,
-                )
-                result = measure(kind, setup, workers, args.steps, args.warmup)
-                print(
-                    f"   {result.samples_per_s:.2f} samples/s, {result.step_ms_mean:.1f} ms/step, "
-                    f"data wait {100 * result.data_wait_share:.1f}%, loss {result.final_loss}",
-                    flush=True,
-                )
-                results.append(result)
+        frames_by_recipe = {}
+        for recipe in args.recipe:
+            setup = make_setup(args, Path(tmp), recipe)
+            frames_by_recipe[recipe] = stage_frames(setup)
+            if args.full and setup.device.type == "cpu":
+                print("note: --full on CPU is very slow; use a GPU for timings")
+            if not args.memory_only:
+                prime(setup)
+            for index, workers in enumerate([] if args.memory_only else args.num_workers):
+                # ABBA order over the worker settings, so drift (thermal, leftovers) does not favour one side.
+                ours = [(f"ours ({levers})", partial(OursRun, levers=levers)) for levers in args.levers]
+                kinds = [*ours, ("lerobot", LerobotRun)]
+                for name, kind in kinds if index % 2 == 0 else reversed(kinds):
+                    print(
+                        f"-- {recipe}: {name}, {workers} workers: {args.warmup} warm-up + {args.steps} measured "
+                        "steps ...",
+                        flush=True,
+                    )
+                    result = measure(kind, setup, workers, args.steps, args.warmup, count_flops=args.flops)
+                    print(
+                        f"   {result.samples_per_s:.2f} samples/s, {result.step_ms_mean:.1f} ms/step, "
+                        f"data wait {100 * result.data_wait_share:.1f}%, loss {result.final_loss}",
+                        flush=True,
+                    )
+                    results.append(result)
         model = None if args.no_memory_model and not args.memory_only else memory_model(setup, args.batch_size)
     cfg = setup.cfg
     title = (
         f"{'full-size' if args.full else 'demo (tiny backbone)'} SmolVLA, stage {args.stage}, "
+        f"recipes {', '.join(args.recipe)}, "
         f"batch {args.batch_size}, "
         f"{cfg.policy.num_vlm_layers} VLM layers ({cfg.policy.freeze_vlm_layers} frozen), "
         f"chunk {cfg.policy.chunk_size}, "
@@ -819,10 +985,20 @@ def main(argv=None) -> int:
     )
     print("\n" + title)
     comparison = ratios(results)
+    estimates = stage_estimates(results, frames_by_recipe)
     if results:
         print(format_table(results, setup.device))
         print()
         print(format_ratios(comparison))
+        print(
+            f"\nWhole-stage estimate, {SEED_EPOCHS} epochs (the seed's) of this stage's training frames at the "
+            "measured step times, plus embedding every frame the stage reads at the measured build rate "
+            "(no validation):"
+        )
+        print(format_estimates(estimates))
+        if args.flops:
+            print("\nModel FLOPs of one training step (FlopCounterMode) and the rate the measured steps reached:")
+            print(format_flops(results, peak_tflops(args)))
         unequal = [row for row in comparison if row["samples"]["ours"] != row["samples"]["lerobot"]]
         for row in unequal:
             print(
@@ -847,6 +1023,8 @@ def main(argv=None) -> int:
             "title": title,
             "results": [asdict(r) for r in results],
             "ratios": comparison,
+            "stage_frames": frames_by_recipe,
+            "stage_estimates": estimates,
             "memory_model": model,
         }
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # data.video_backend values: auto (torchcodec when FFmpeg's libraries load, else pyav), torchcodec, pyav.
+FEATURE_CACHE_MODES = ("auto", "on", "off")
 VIDEO_BACKENDS = ("auto", "torchcodec", "pyav")
 DEFAULT_CAMERAS = [
     "observation.images.head_cam_h",
@@ -100,6 +101,9 @@ class PolicyConfig:
     load_vlm_weights: bool = True
     # Freeze the SigLIP vision encoder.
     freeze_vision_encoder: bool = True
+    # Also freeze SmolVLM's connector (the projection of SigLIP's output into the language model); with a frozen
+    # vision encoder the whole image embedding is then fixed and data.feature_cache stores it ~16x smaller.
+    freeze_connector: bool = False
     # Train only the action expert (freezes the whole VLM; then freeze_vlm_layers has no effect).
     train_expert_only: bool = False
     # Freeze the lowest N text layers of the VLM (used when train_expert_only is False).
@@ -125,6 +129,13 @@ class PolicyConfig:
     attention: str = "sdpa"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+
+    def exact_feature_cache_level(self) -> str | None:
+        """The deepest image embedding this freezing keeps fixed while training: "connector" (SigLIP and
+        connector frozen), "vision" (SigLIP frozen) or None (the vision encoder trains: nothing to cache)."""
+        if self.train_expert_only or (self.freeze_vision_encoder and self.freeze_connector):
+            return "connector"
+        return "vision" if self.freeze_vision_encoder else None
 
 
 @dataclass
@@ -193,6 +204,11 @@ class TrainingConfig:
     keep_last_epochs: int = 2
     # Consecutive non-finite losses that stop the stage.
     max_consecutive_nonfinite: int = 5
+    # torch.compile the model's training forward (VLM + action expert; the results equal eager's). Pays on a GPU
+    # over long stages; the first steps wait for the compilation (minutes). Off by default.
+    compile: bool = False
+    # torch.compile backend: inductor (generated kernels), or aot_eager (no code generation: checks the capture).
+    compile_backend: str = "inductor"
     # Weights & Biases logging next to TensorBoard (off by default).
     wandb: WandbConfig = field(default_factory=WandbConfig)
 
@@ -229,6 +245,10 @@ class DataConfig:
     keep_depth: bool = False
     # mp4 decoder: auto (torchcodec when FFmpeg's libraries load, else pyav), torchcodec or pyav.
     video_backend: str = "auto"
+    # Cache of the frozen image embeddings under <cache_dir>/features/ (docs/performance.md): auto (on when exact:
+    # the vision encoder is frozen - and fits on disk), on (an error when not exact or no room) or off.
+    # Computed once per frame and camera, shared by stages and validation; the loader then decodes no video.
+    feature_cache: str = "auto"
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 import math
 
-from kuavo_train.config.schema import VIDEO_BACKENDS, Config
+from kuavo_train.config.schema import FEATURE_CACHE_MODES, VIDEO_BACKENDS, Config
 from kuavo_train.errors import KuavoError
 
 _RATIO_TOLERANCE = 1e-6
@@ -17,9 +17,31 @@ def validate_config(cfg: Config) -> None:
     _validate_training(cfg)
     _validate_replay(cfg)
     _validate_criteria(cfg)
+    _validate_compile(cfg)
     _check(
         cfg.data.video_backend in VIDEO_BACKENDS,
         f"data.video_backend must be one of {', '.join(VIDEO_BACKENDS)}, got '{cfg.data.video_backend}'",
+    )
+    _check(
+        cfg.data.feature_cache in FEATURE_CACHE_MODES,
+        f"data.feature_cache must be one of {', '.join(FEATURE_CACHE_MODES)}, got '{cfg.data.feature_cache}'",
+    )
+    _check(
+        cfg.data.feature_cache != "on" or cfg.policy.exact_feature_cache_level() is not None,
+        "data.feature_cache=on needs a frozen vision encoder (policy.freeze_vision_encoder=true or "
+        "policy.train_expert_only=true): a training encoder changes the embeddings; use data.feature_cache=auto",
+    )
+
+
+def _validate_compile(cfg: Config) -> None:
+    if not cfg.training.compile:
+        return
+    import torch._dynamo
+
+    backends = torch._dynamo.list_backends(exclude_tags=())
+    _check(
+        cfg.training.compile_backend in backends,
+        f"training.compile_backend must be one of {', '.join(sorted(backends))}, got '{cfg.training.compile_backend}'",
     )
 
 

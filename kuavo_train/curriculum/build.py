@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader
 
 from kuavo_train.config.schema import Config
+from kuavo_train.curriculum.features import FeatureCaches, prepare_feature_caches
 from kuavo_train.data.prepare import CurriculumData, build_training_stream
 from kuavo_train.data.replay import ReplayMixSampler
 from kuavo_train.errors import KuavoError
@@ -33,6 +34,12 @@ def seed_everything(seed: int) -> None:
 def stage_seed(cfg: Config) -> int:
     """The seed a stage starts from (before its policy is built): ``training.seed`` + the stage number."""
     return cfg.training.seed + cfg.stage
+
+
+def compile_model_forward(policy, backend: str) -> None:
+    """``torch.compile`` the flow-matching model's forward (what the training loss and validation call) on this
+    policy instance: its weights, state dict and saved checkpoints are unchanged."""
+    policy.model.forward = torch.compile(policy.model.forward, backend=backend)
 
 
 def rank_batch_size(cfg: Config, world_size: int = 1) -> int:
@@ -66,6 +73,8 @@ class StageTraining:
     optimizer: torch.optim.Optimizer
     scheduler: object
     ctx: StepContext  # what `train_step` / `train_epoch` take
+    data: CurriculumData  # the curriculum's data, with the feature caches when they are on
+    feature_caches: FeatureCaches | None
 
 
 def build_stage_training(
@@ -74,6 +83,7 @@ def build_stage_training(
     start_from: str | Path | None,
     device: torch.device,
     dist: DistContext | None = None,
+    echo=print,
 ) -> StageTraining:
     """Stage ``cfg.stage``'s policy (``load_policy``: from ``start_from`` or fresh, fp32, frozen), processors
     (merged stats), replay-mixed stream, loader, AdamW + schedule and step context. Seed first
@@ -81,6 +91,12 @@ def build_stage_training(
     dist = dist or DistContext()
     policy = load_policy(cfg.policy, data.schema, str(start_from) if start_from else None, device)
     preprocessor, postprocessor = make_processors(policy, data.stats)
+    if cfg.training.compile:
+        compile_model_forward(policy, cfg.training.compile_backend)
+    autocast = make_autocast(device, cfg.training.mixed_precision)
+    caches = _feature_caches(cfg, data, policy, device, autocast, dist, echo)
+    if caches is not None:
+        data = replace(data, feature_caches=caches.caches)
     train_set, sampler = build_training_stream(
         cfg, data, cfg.stage, cfg.training.seed, num_replicas=dist.world_size, rank=dist.rank
     )
@@ -96,7 +112,7 @@ def build_stage_training(
         scheduler=scheduler,
         device=device,
         grad_clip_norm=cfg.policy.optimizer.grad_clip_norm,
-        autocast=make_autocast(device, cfg.training.mixed_precision),
+        autocast=autocast,
         max_consecutive_nonfinite=cfg.training.max_consecutive_nonfinite,
         trainable=[p for p in policy.parameters() if p.requires_grad],
         seed=cfg.training.seed,
@@ -115,4 +131,16 @@ def build_stage_training(
         optimizer,
         scheduler,
         ctx,
+        data,
+        caches,
     )
+
+
+def _feature_caches(cfg, data, policy, device, autocast, dist: DistContext, echo) -> FeatureCaches | None:
+    """Rank 0 builds the caches; the other processes then open them (and follow rank 0's on/off)."""
+    built = dist.main_does(lambda: prepare_feature_caches(cfg, data, policy, device, autocast, echo))
+    if not dist.enabled:
+        return built
+    if not dist.any(built is not None) or dist.is_main:
+        return built
+    return prepare_feature_caches(cfg, data, policy, device, autocast, echo=lambda _line: None)

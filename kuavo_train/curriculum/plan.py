@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import math
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 from kuavo_train.config.schema import Config
+from kuavo_train.curriculum.features import frames_read
 from kuavo_train.data.prepare import fixed_epoch_samples
 from kuavo_train.data.replay import samples_per_epoch, task_counts
 from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
 from kuavo_train.device import choose_device
+from kuavo_train.errors import KuavoError
+from kuavo_train.policy.vision_features import embedding_flops, expected_embedding
 
 # Rough figures to size a run before it starts; `benchmarks/` measures real ones.
 _SECONDS_PER_SAMPLE = {"cuda": 0.02, "cpu": 0.05}
 _BYTES_PER_PARAMETER = 4
+# Rough embedding rates (FLOP/s) for the cache's build-time estimate: the 2-core CPU measured ~1.7 s per
+# full-size SigLIP image (1.7e11 FLOPs); a GPU in bf16 at a fraction of its peak.
+_EMBEDDING_FLOPS_PER_SECOND = {"cpu": 1e11, "cuda": 2e14}
 
 
 @dataclass
@@ -32,12 +41,13 @@ class StagePlan:
     shared_memory_need: int  # bytes of /dev/shm the loader workers use at most
     shared_memory_free: int | None
     cameras_missing: dict[str, list[str]]  # task name -> cameras of the model its data lacks (masked)
+    feature_cache: str  # one line: the image-embedding cache this stage would use, its size and build time
 
 
 def plan_stage(cfg: Config, data) -> StagePlan:
     stage = cfg.stage
     mix = cfg.replay_mix(stage)
-    frames = {t: _frames(data, t, data.splits[t].train) for t in mix}
+    frames = {t: episode_frames(data, t, data.splits[t].train) for t in mix}
     total = fixed_epoch_samples(cfg) or samples_per_epoch(frames[cfg.task.id], mix[cfg.task.id])
     accumulation = cfg.training.gradient_accumulation_steps
     batches = -(-total // cfg.training.batch_size)
@@ -58,7 +68,7 @@ def plan_stage(cfg: Config, data) -> StagePlan:
         steps_per_epoch=steps,
         epochs=cfg.task.training.max_epoch,
         lr=cfg.task.training.lr,
-        validation_frames={t.id: _frames(data, t.id, data.splits[t.id].val) for t in cfg.seen_tasks},
+        validation_frames={t.id: episode_frames(data, t.id, data.splits[t.id].val) for t in cfg.seen_tasks},
         estimated_hours=samples * _SECONDS_PER_SAMPLE[device] / 3600,
         estimated_checkpoint_gb=(params * _BYTES_PER_PARAMETER * (kept_dirs + 2)) / 1e9,
         shared_memory_need=shared_memory_need(
@@ -66,10 +76,56 @@ def plan_stage(cfg: Config, data) -> StagePlan:
         ),
         shared_memory_free=shared_memory_free(),
         cameras_missing={t.name: list(t.missing_cameras) for t in data.schema.tasks if t.missing_cameras},
+        feature_cache=feature_cache_line(cfg, data, device),
     )
 
 
-def _frames(data, task_id: int, episodes: list[int]) -> int:
+def feature_cache_line(cfg: Config, data, device: str) -> str:
+    """What ``data.feature_cache`` will do in this stage; with ``on`` and too little disk, a one-line error."""
+    mode, level = cfg.data.feature_cache, cfg.policy.exact_feature_cache_level()
+    if mode == "off":
+        return "off (data.feature_cache=off)"
+    if level is None:
+        return "off (the vision encoder trains: its embeddings change every step)"
+    shape = expected_embedding(cfg.policy, level)
+    if shape is None:
+        return f"{level} embeddings (size unknown: the VLM config {cfg.policy.vlm_model_name} is not readable here)"
+    frames = images = 0
+    for read in frames_read(cfg, data):
+        count = min(episode_frames(data, read.task_id, read.episodes), read.max_samples or math.inf)
+        frames += count
+        images += count * (len(data.schema.cameras) - len(data.schema.task(read.task_id).missing_cameras))
+    bf16 = device == "cuda" and cfg.training.mixed_precision == "bf16" and level == "connector"
+    size = images * shape[0] * shape[1] * (2 if bf16 else 4)
+    flops = embedding_flops(cfg.policy)
+    seconds = None if flops is None else images * flops / _EMBEDDING_FLOPS_PER_SECOND[device]
+    build = "?" if seconds is None else (f"{seconds / 3600:.1f} h" if seconds > 360 else f"{seconds:.0f} s")
+    where = Path(cfg.data.cache_dir).expanduser()
+    free = _disk_free(where)
+    if size * 1.1 > free:
+        problem = (
+            f"the image feature cache needs up to {size / 1e9:.1f} GB under {where} but {free / 1e9:.1f} GB are free; "
+            "free space, point data.cache_dir at a larger disk, set policy.freeze_connector=true or "
+            "data.feature_cache=off"
+        )
+        if mode == "on":
+            raise KuavoError(problem)
+        return f"off ({problem})"
+    return (
+        f"{level} embeddings of {int(frames)} frames ({int(images)} images, {shape[0]}x{shape[1]} each): "
+        f"up to {size / 1e9:.2f} GB under {where} ({free / 1e9:.0f} GB free), built once in ~{build} "
+        "(rough; frames cached by earlier stages are not built again)"
+    )
+
+
+def _disk_free(path: Path) -> int:
+    """Free bytes on the disk ``path`` is (or would be) on."""
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+def episode_frames(data, task_id: int, episodes: list[int]) -> int:
     import numpy as np
     import pyarrow.parquet as pq
 
@@ -97,6 +153,7 @@ def format_plan(plan: StagePlan) -> str:
         f"  estimated time:    {plan.estimated_hours:.2f} h (rough, from a fixed per-sample cost)",
         f"  estimated disk:    {plan.estimated_checkpoint_gb:.1f} GB of checkpoints",
         f"  shared memory:     {_shm_line(plan)}",
+        f"  feature cache:     {plan.feature_cache}",
     ]
     lines += [
         f"  camera masked:     task {task} has no {', '.join(c.removeprefix('observation.images.') for c in cams)} "

@@ -147,7 +147,12 @@ class StageRunner:
         # Wall time of this process from `started` (run_stage's start) and its phases outside the epoch loop;
         # the loop's own seconds live in LoopState, so a resumed stage keeps those of its earlier processes.
         self.started = time.perf_counter() if started is None else started
-        self.phase_seconds = {"data_preparation": 0.0, "model_build": 0.0, "final_evaluation": 0.0}
+        self.phase_seconds = {
+            "data_preparation": 0.0,
+            "model_build": 0.0,
+            "feature_cache": 0.0,
+            "final_evaluation": 0.0,
+        }
         self.loop_seconds_before_resume = 0.0
         self.dist = dist or DistContext()
         self.stage, self.task = cfg.stage, cfg.task
@@ -188,7 +193,10 @@ class StageRunner:
         self._check_parent_compatible()
         self._check_shared_memory()
         start_from = resume or self.init_path
-        self.training = t = build_stage_training(self.cfg, self.data, start_from, self.device, self.dist)
+        self.training = t = build_stage_training(
+            self.cfg, self.data, start_from, self.device, self.dist, echo=self.log.echo
+        )
+        self.data = t.data  # with the feature caches, when on
         self.policy, self.preprocessor, self.postprocessor = t.policy, t.preprocessor, t.postprocessor
         self.train_set, self.sampler, self.train_loader = t.train_set, t.sampler, t.train_loader
         self.steps_per_epoch, self.optimizer, self.scheduler = t.steps_per_epoch, t.optimizer, t.scheduler
@@ -197,7 +205,8 @@ class StageRunner:
         if resume is not None:
             self._restore(resume)
         self._log_setup(start_from, t.total_steps)
-        self.phase_seconds["model_build"] = time.perf_counter() - started
+        self.phase_seconds["feature_cache"] = t.feature_caches.seconds if t.feature_caches else 0.0
+        self.phase_seconds["model_build"] = time.perf_counter() - started - self.phase_seconds["feature_cache"]
 
     @property
     def rank_batch_size(self) -> int:

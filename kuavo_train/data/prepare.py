@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from torch.utils.data import ConcatDataset
 
 from kuavo_train.config.schema import Config, TaskConfig
 from kuavo_train.data.constants import ACTION, STATE
+from kuavo_train.data.feature_cache import FeatureCache
 from kuavo_train.data.ingest import ingest_dataset
 from kuavo_train.data.replay import ReplayMixSampler
 from kuavo_train.data.schema import FeatureSchema, TaskFeatures, build_feature_schema
@@ -36,6 +37,8 @@ class CurriculumData:
     splits: dict[int, EpisodeSplit]
     v30_roots: dict[int, Path]
     video_backend: str  # resolved `data.video_backend`: torchcodec or pyav (see kuavo_train.data.video)
+    # Task id -> its cached image embeddings, once a stage built them (curriculum/features.py); empty = images.
+    feature_caches: dict[int, FeatureCache] = field(default_factory=dict)
 
 
 def prepare_curriculum_data(cfg: Config, run_root: Path) -> CurriculumData:
@@ -156,7 +159,10 @@ def _load_or_compute_stats(run_root: Path, schema: FeatureSchema, v30_roots: dic
     return stats
 
 
-def task_dataset(data: CurriculumData, task_id: int, episodes: list[int], chunk_size: int) -> TaskDataset:
+def task_dataset(
+    data: CurriculumData, task_id: int, episodes: list[int], chunk_size: int, use_cache: bool = True
+) -> TaskDataset:
+    """A task's samples; with cached image embeddings (unless ``use_cache`` is False) instead of images."""
     return TaskDataset(
         data.v30_roots[task_id],
         data.schema.task(task_id),
@@ -164,6 +170,7 @@ def task_dataset(data: CurriculumData, task_id: int, episodes: list[int], chunk_
         episodes,
         chunk_size,
         video_backend=data.video_backend,
+        features=data.feature_caches.get(task_id) if use_cache else None,
     )
 
 

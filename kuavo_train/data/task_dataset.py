@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -15,7 +16,9 @@ from kuavo_train.data.constants import (
     STATE,
     TASK,
     TASK_ID,
+    cached_features_key,
 )
+from kuavo_train.data.feature_cache import FeatureCache
 from kuavo_train.data.schema import FeatureSchema, TaskFeatures, camera_padding_mask_key
 from kuavo_train.data.video import keep_decoders_per_process
 
@@ -51,7 +54,9 @@ class TaskDataset(Dataset):
     Each item: camera images (3, H, W) uint8, whether stored as mp4 or as PNG (``policy.loss.prepare_batch``
     makes them float in [0, 1] on the device, the values lerobot's own decoding gives), ``observation.state`` (S,),
     ``action`` (T, A) with ``action_is_pad`` (T,), ``action_dim_mask`` (A,), ``task`` (str), ``task_id``,
-    ``sample_seed`` (int, fixes validation noise). S, A are the schema's union sizes.
+    ``sample_seed`` (int, fixes validation noise). S, A are the schema's union sizes. With ``features``
+    (the task's `FeatureCache`), each camera's cached embedding (tokens, dim) under
+    ``cached_features_key(level, camera)`` replaces its image, and no image is read.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class TaskDataset(Dataset):
         chunk_size: int,
         *,
         video_backend: str,
+        features: FeatureCache | None = None,
     ):
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
@@ -82,7 +88,10 @@ class TaskDataset(Dataset):
             video_backend=video_backend,
             return_uint8=True,
         )
-        self._actions, self._episode_end = _action_table(self.inner)
+        self._actions, self._episode_end, self._states, self.frame_indices = _frame_table(self.inner)
+        # With cached image embeddings, an item reads no image at all: state and actions come from the
+        # tables above, the embeddings from the cache's memory map.
+        self.features = features
         self._dim_mask = action_dim_mask(task.action_dim, schema.action_dim)
         # Cameras this task's data lacks: a blank image, masked out by its padding mask.
         self._blank = {c: torch.zeros(schema.cameras[c], dtype=torch.uint8) for c in task.missing_cameras}
@@ -98,16 +107,22 @@ class TaskDataset(Dataset):
         return self._actions[steps.clamp(max=end)], is_pad
 
     def __getitem__(self, index: int) -> dict:
-        item = self.inner[index]
         actions, is_pad = self.action_chunk(index)
-        sample = {
-            camera: self._blank[camera] if camera in self._blank else as_uint8_image(item[camera])
-            for camera in self.schema.cameras
-        }
+        if self.features is None:
+            item = self.inner[index]
+            sample = {
+                camera: self._blank[camera] if camera in self._blank else as_uint8_image(item[camera])
+                for camera in self.schema.cameras
+            }
+            state = item[STATE].float()
+        else:
+            embeddings = self.features.read(int(self.frame_indices[index]))
+            sample = {cached_features_key(self.features.key.level, c): v for c, v in embeddings.items()}
+            state = self._states[index]
         if self.schema.masks_cameras:
             for camera in self.schema.cameras:
                 sample[camera_padding_mask_key(camera)] = torch.tensor(camera not in self._blank)
-        sample[STATE] = pad_last_dim(item[STATE].float(), self.schema.state_dim)
+        sample[STATE] = pad_last_dim(state, self.schema.state_dim)
         sample[ACTION] = pad_last_dim(actions, self.schema.action_dim)
         sample[ACTION_IS_PAD] = is_pad
         sample[ACTION_DIM_MASK] = self._dim_mask
@@ -117,13 +132,14 @@ class TaskDataset(Dataset):
         return sample
 
 
-def _action_table(dataset) -> tuple[torch.Tensor, torch.Tensor]:
-    """All actions of the (episode-filtered) dataset, (N, A) float32, and each row's episode-last row."""
-    import numpy as np
-
-    columns = dataset.hf_dataset.select_columns([ACTION, "episode_index"]).with_format("numpy")
+def _frame_table(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+    """Of the (episode-filtered) dataset's rows: actions (N, A) and states (N, S) float32, each row's
+    episode-last row, and the rows' global frame indices (N,)."""
+    columns = dataset.hf_dataset.select_columns([ACTION, STATE, "episode_index", "index"]).with_format("numpy")
     actions = torch.as_tensor(np.stack(columns[ACTION]), dtype=torch.float32)
+    states = torch.as_tensor(np.stack(columns[STATE]), dtype=torch.float32)
     episode = np.asarray(columns["episode_index"]).reshape(-1)
     last_of_run = np.r_[np.nonzero(episode[1:] != episode[:-1])[0], len(episode) - 1]
     run_lengths = np.diff(np.r_[-1, last_of_run])
-    return actions, torch.as_tensor(np.repeat(last_of_run, run_lengths))
+    indices = np.asarray(columns["index"], dtype=np.int64).reshape(-1)
+    return actions, torch.as_tensor(np.repeat(last_of_run, run_lengths)), states, indices

@@ -63,7 +63,7 @@ def validation_loss(
             side[SAMPLE_SEED], policy.config.chunk_size, policy.config.max_action_dim, device
         )
         with autocast():
-            losses = per_sample_loss(policy, batch, dim_mask, noise=noise, time=time)
+            losses = per_sample_loss(policy, batch, dim_mask, noise=noise, time=time, side=side)
         total += float(losses.float().sum())
         count += len(losses)
     policy.train(was_training)

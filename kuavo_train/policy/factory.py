@@ -20,6 +20,7 @@ from kuavo_train.data.stats import stats_to_tensors
 from kuavo_train.errors import KuavoError, first_line
 from kuavo_train.layout import MODEL_FILE
 from kuavo_train.policy.attention import use_attention
+from kuavo_train.policy.vision_features import accept_cached_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +136,7 @@ def load_policy(policy_cfg: PolicyConfig, schema: FeatureSchema, init_path: str 
     policy.to(device)
     apply_freezing(policy, policy_cfg)
     use_attention(policy, policy_cfg.attention)
+    accept_cached_embeddings(policy)
     return policy
 
 
@@ -220,6 +222,9 @@ def apply_freezing(policy, policy_cfg: PolicyConfig) -> ParameterCounts:
     for param in vlm.vlm.parameters():
         param.requires_grad = True
     vlm.set_requires_grad()
+    if policy_cfg.freeze_connector:
+        for param in vlm.get_vlm_model().connector.parameters():
+            param.requires_grad = False
     if not policy_cfg.train_expert_only and policy_cfg.freeze_vlm_layers > 0:
         text_model = vlm.get_vlm_model().text_model
         frozen = [text_model.embed_tokens, *text_model.layers[: policy_cfg.freeze_vlm_layers]]

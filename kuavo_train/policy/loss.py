@@ -11,16 +11,21 @@ import torch
 from lerobot.utils.constants import OBS_IMAGES, OBS_LANGUAGE_ATTENTION_MASK, OBS_LANGUAGE_TOKENS
 from torch import Tensor
 
-from kuavo_train.data.constants import ACTION_DIM_MASK, ACTION_IS_PAD, SAMPLE_SEED
+from kuavo_train.data.constants import ACTION_DIM_MASK, ACTION_IS_PAD, SAMPLE_SEED, parse_cached_features_key
+from kuavo_train.policy.vision_features import cached_images
 
-# Our per-sample bookkeeping keys: kept out of lerobot's processor pipeline.
+# Our per-sample bookkeeping keys: kept out of lerobot's processor pipeline (so are cached image embeddings).
 SIDE_KEYS = (ACTION_DIM_MASK, "task_id", SAMPLE_SEED)
 
 
+def _is_side_key(key: str) -> bool:
+    return key in SIDE_KEYS or parse_cached_features_key(key) is not None
+
+
 def split_side_keys(batch: dict) -> tuple[dict, dict]:
-    """(batch for lerobot's preprocessor, our side keys)."""
-    side = {key: batch[key] for key in SIDE_KEYS if key in batch}
-    return {k: v for k, v in batch.items() if k not in SIDE_KEYS}, side
+    """(batch for lerobot's preprocessor, our side keys and cached image embeddings)."""
+    side = {key: value for key, value in batch.items() if _is_side_key(key)}
+    return {k: v for k, v in batch.items() if not _is_side_key(k)}, side
 
 
 def prepare_batch(raw: dict, preprocessor, device: torch.device) -> tuple[dict, dict]:
@@ -34,10 +39,17 @@ def prepare_batch(raw: dict, preprocessor, device: torch.device) -> tuple[dict, 
 
 
 def per_sample_loss(
-    policy, batch: dict, dim_mask: Tensor, noise: Tensor | None = None, time: Tensor | None = None
+    policy,
+    batch: dict,
+    dim_mask: Tensor,
+    noise: Tensor | None = None,
+    time: Tensor | None = None,
+    side: dict | None = None,
 ) -> Tensor:
-    """(B,) loss of a preprocessed batch; ``dim_mask`` is (B, A) bool over the schema's action dims."""
-    images, img_masks = policy.prepare_images(batch)
+    """(B,) loss of a preprocessed batch; ``dim_mask`` is (B, A) bool over the schema's action dims. Cached
+    image embeddings in ``side`` (``data.feature_cache``) stand in for the images."""
+    cached = cached_images(policy, batch, side or {}, dim_mask.device)
+    images, img_masks = cached if cached is not None else policy.prepare_images(batch)
     state = policy.prepare_state(batch)
     actions = policy.prepare_action(batch)  # (B, T, max_action_dim)
     mask = torch.zeros(actions.shape[0], actions.shape[2], dtype=torch.bool, device=actions.device)

@@ -104,7 +104,8 @@ def batch_loss(ctx: StepContext, raw: dict, epoch: int) -> torch.Tensor:
     batch, side = prepare_batch(raw, ctx.preprocessor, ctx.device)
     noise, time_ = training_noise(ctx, side[SAMPLE_SEED], epoch)
     with ctx.autocast():
-        return per_sample_loss(ctx.policy, batch, side[ACTION_DIM_MASK].to(ctx.device), noise=noise, time=time_).mean()
+        dim_mask = side[ACTION_DIM_MASK].to(ctx.device)
+        return per_sample_loss(ctx.policy, batch, dim_mask, noise=noise, time=time_, side=side).mean()
 
 
 def train_step(ctx: StepContext, raw_batches: dict | list[dict], state: LoopState) -> float | None:
@@ -113,29 +114,32 @@ def train_step(ctx: StepContext, raw_batches: dict | list[dict], state: LoopStat
 
     Each of the k micro-batches' loss is scaled by 1/k, so the gradient is that of the mean over
     the k micro-batches (equal batches: exactly the gradient of one k-times larger batch). The
-    gradients are averaged across processes, clipped and checked once, after the last micro-batch."""
+    gradients are averaged across processes, clipped and checked once, after the last micro-batch.
+
+    The host waits for the device once per step: one transfer of (loss, gradient norm), read to decide whether
+    the step is taken (a non-finite loss gives non-finite gradients, so the norm catches both) and to log the
+    loss. Nothing else in the step reads a device value."""
     micro_batches = [raw_batches] if isinstance(raw_batches, dict) else list(raw_batches)
     scale = 1.0 / len(micro_batches)
     ctx.optimizer.zero_grad(set_to_none=True)
-    step_loss = 0.0
+    step_loss = torch.zeros((), device=ctx.device)
     for raw in micro_batches:
         loss = batch_loss(ctx, raw, state.epoch + 1)
-        global_loss = ctx.dist.all_reduce_sum(loss.detach().float().clone()) / ctx.dist.world_size
-        if not torch.isfinite(global_loss):  # the same on every rank: all skip the step together
-            return _skip_nonfinite(ctx, state)
         (loss * scale).backward()
-        step_loss += float(global_loss) * scale
+        step_loss += loss.detach().float() * scale
+    step_loss = ctx.dist.all_reduce_sum(step_loss) / ctx.dist.world_size
     ctx.dist.average_gradients(ctx.trainable)
     grad_norm = torch.nn.utils.clip_grad_norm_(
         ctx.trainable, ctx.grad_clip_norm if ctx.grad_clip_norm > 0 else math.inf
     )
-    if not torch.isfinite(grad_norm):
+    loss_value, norm_value = torch.stack([step_loss, grad_norm.float().to(step_loss.device)]).tolist()
+    if not (math.isfinite(loss_value) and math.isfinite(norm_value)):  # the same on every rank: all skip together
         return _skip_nonfinite(ctx, state)
     ctx.optimizer.step()
     ctx.scheduler.step()
     state.step += 1
     state.consecutive_nonfinite = 0
-    return step_loss
+    return loss_value
 
 
 def _skip_nonfinite(ctx: StepContext, state: LoopState) -> None:

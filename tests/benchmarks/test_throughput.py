@@ -16,8 +16,10 @@ from tests.conftest import REPO_ROOT
 
 STEPS, BATCH = 2, 8
 TABLE_COLUMNS = [
+    "recipe",
     "workers",
     "trainer",
+    "levers",
     "samples",
     "samples/s",
     "step ms (mean / median)",
@@ -25,8 +27,16 @@ TABLE_COLUMNS = [
     "data-wait share",
     "peak RSS MiB (+added)",
     "worker PSS MiB",
+    "cache build",
 ]
-RATIO_COLUMNS = ["workers", "samples/s ours/lerobot", "step time ours/lerobot", "peak memory ours/lerobot"]
+RATIO_COLUMNS = [
+    "recipe",
+    "workers",
+    "levers",
+    "samples/s ours/lerobot",
+    "step time ours/lerobot",
+    "peak memory ours/lerobot",
+]
 
 
 def markdown_table(text: str, first_column: str) -> tuple[list[str], list[list[str]]]:
@@ -85,24 +95,28 @@ def test_one_run_prints_ours_and_lerobot_side_by_side(tmp_path):
         assert ours["trainable_parameters"] == ler["trainable_parameters"] == trainable
     assert all(runs[trainer, 2]["workers_pss_mib"] > 0 for trainer in ("ours", "lerobot"))
 
-    header, rows = markdown_table(proc.stdout, "workers | trainer")
+    header, rows = markdown_table(proc.stdout, "recipe | workers | trainer")
     assert header == TABLE_COLUMNS
-    assert [(int(r[0]), r[1]) for r in rows] == [(r["num_workers"], r["trainer"]) for r in payload["results"]]
+    assert [(int(r[1]), r[2]) for r in rows] == [(r["num_workers"], r["trainer"]) for r in payload["results"]]
     for row in rows:
-        run = runs[row[1], int(row[0])]
-        assert len(row) == len(TABLE_COLUMNS)
-        assert int(row[2]) == run["samples"] and row[3] == f"{run['samples_per_s']:.2f}"
-        assert row[4] == f"{run['step_ms_mean']:.1f} / {run['step_ms_median']:.1f}"
+        run = runs[row[2], int(row[1])]
+        assert len(row) == len(TABLE_COLUMNS) and row[0] == "seed"
+        assert row[3] == ("all" if row[2] == "ours" else "-")  # the product's defaults: SDPA and the feature cache
+        assert int(row[4]) == run["samples"] and row[5] == f"{run['samples_per_s']:.2f}"
+        assert row[6] == f"{run['step_ms_mean']:.1f} / {run['step_ms_median']:.1f}"
+    ours_builds = [r for r in payload["results"] if r["trainer"] == "ours"]
+    assert ours_builds[0]["cache_frames_built"] > 0  # the first run embedded the frames, the next reused them
+    assert all(r["cache_frames_built"] == 0 for r in ours_builds[1:])
 
-    header, rows = markdown_table(proc.stdout, "workers | samples/s ours/lerobot")
+    header, rows = markdown_table(proc.stdout, "recipe | workers | levers")
     assert header == RATIO_COLUMNS
-    assert [int(r[0]) for r in rows] == [0, 2] == [r["num_workers"] for r in payload["ratios"]]
+    assert [int(r[1]) for r in rows] == [0, 2] == [r["num_workers"] for r in payload["ratios"]]
     for row, saved in zip(rows, payload["ratios"], strict=True):
-        ours, ler = runs["ours", int(row[0])], runs["lerobot", int(row[0])]
+        ours, ler = runs["ours", int(row[1])], runs["lerobot", int(row[1])]
         samples_ratio = ours["samples_per_s"] / ler["samples_per_s"]
         step_ratio = ours["step_ms_mean"] / ler["step_ms_mean"]
         memory_ratio = ours["peak_rss_mib"] / ler["peak_rss_mib"]
-        assert [float(c) for c in row[1:]] == pytest.approx([samples_ratio, step_ratio, memory_ratio], abs=5e-4)
+        assert [float(c) for c in row[3:]] == pytest.approx([samples_ratio, step_ratio, memory_ratio], abs=5e-4)
         assert [saved["samples_per_s"], saved["step_time"], saved["peak_memory"]] == pytest.approx(
             [samples_ratio, step_ratio, memory_ratio], rel=1e-9
         )

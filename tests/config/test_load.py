@@ -108,3 +108,39 @@ def test_five_task_curriculum_needs_no_code(tmp_path):
         ],
     )
     assert cfg.stage == 5 and cfg.replay_mix()[5] == 0.6
+
+
+def _override_text(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_override_text(v) for v in value) + "]"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "\\'") + "'"
+    return str(value)
+
+
+def test_every_documented_key_can_be_set_on_the_command_line():
+    """A field of the schema that the base YAML lacks cannot be overridden (Hydra's struct mode): `kuavo-train
+    keys` would list a key that `key=value` then refuses."""
+    from kuavo_train.config.keys import config_keys
+
+    cfg = load_config(DEFAULT_CONFIG_DIR, "smolvla_sequential_base", ["task=tasks/task1_moving_grasp"])
+    overrides = [
+        f"{doc.key}={_override_text(doc.value)}"
+        for doc in config_keys(cfg)
+        if "<" not in doc.key and doc.key not in ("task", "curriculum") and not isinstance(doc.value, dict)
+    ]
+    assert len(overrides) > 60
+    try:  # all at once (one composition); on a refusal, one by one to name each refused key
+        load_config(DEFAULT_CONFIG_DIR, "smolvla_sequential_base", ["task=tasks/task1_moving_grasp", *overrides])
+    except KuavoError:
+        refused = []
+        for override in overrides:
+            try:
+                load_config(DEFAULT_CONFIG_DIR, "smolvla_sequential_base", ["task=tasks/task1_moving_grasp", override])
+            except KuavoError as exc:
+                refused.append(f"{override}: {exc}")
+        assert not refused, "\n".join(refused)

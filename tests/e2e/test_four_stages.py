@@ -108,7 +108,15 @@ def test_report_comes_out_of_the_run(four_stage_run, tmp_path):
 
 
 def test_timings_account_for_the_whole_stage(four_stage_run):
-    parts = ("data_preparation", "model_build", "training", "validation", "final_evaluation", "checkpointing")
+    parts = (
+        "data_preparation",
+        "model_build",
+        "feature_cache",
+        "training",
+        "validation",
+        "final_evaluation",
+        "checkpointing",
+    )
     for stage in range(1, 5):
         timings = _results(four_stage_run, stage)["timings_s"]
         assert set(timings) == {*parts, "other", "total"}
