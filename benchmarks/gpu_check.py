@@ -149,10 +149,10 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=None, help="measured steps per run (default 10, --tiny 2)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps per run (default 3, --tiny 1)")
     p.add_argument("--num-workers", type=int, default=None, help="loader workers (default 4 on CUDA, 0 on CPU)")
-    p.add_argument("--episodes", type=int, default=4, help="synthetic episodes per task")
-    p.add_argument("--episode-length", type=int, default=40, help="frames per synthetic episode")
+    p.add_argument("--episodes", type=int, default=None, help="synthetic episodes per task (default 4, --tiny 3)")
+    p.add_argument("--episode-length", type=int, default=None, help="frames per episode (default 40, --tiny 20)")
     p.add_argument(
-        "--stage-steps", type=int, default=None, help="steps of the CUDA-vs-CPU stage (default 200, --tiny 4)"
+        "--stage-steps", type=int, default=None, help="steps of the CUDA-vs-CPU stage (default 200, --tiny 2)"
     )
     p.add_argument("--tolerance", type=float, default=0.02, help="relative loss difference allowed (default 0.02)")
     p.add_argument("--peak-tflops", type=float, default=None, help="the device's dense bf16 peak, for MFU")
@@ -163,7 +163,9 @@ def parse_args(argv=None):
     args.steps = args.steps or (2 if args.tiny else 10)
     args.warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 3)
     args.num_workers = args.num_workers if args.num_workers is not None else (0 if cpu else 4)
-    args.stage_steps = args.stage_steps or (4 if args.tiny else 200)
+    args.stage_steps = args.stage_steps or (2 if args.tiny else 200)
+    args.episodes = args.episodes or (3 if args.tiny else 4)
+    args.episode_length = args.episode_length or (20 if args.tiny else 40)
     return args
 
 

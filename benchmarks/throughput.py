@@ -98,6 +98,8 @@ LEVERS = {
     "sdpa": ["policy.attention=sdpa", "data.feature_cache=off"],
     "cache": ["policy.attention=eager", "data.feature_cache=on"],
     "all": ["policy.attention=sdpa", "data.feature_cache=on"],
+    # all + torch.compile (inductor): the compilation lands in the warm-up steps (Result.warmup_s)
+    "compile": ["policy.attention=sdpa", "data.feature_cache=on", "training.compile=true"],
 }
 # Nominal dense bf16 peaks (TFLOP/s) by GPU name, for MFU; --peak-tflops overrides.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "RTX 4090": 165.0}
@@ -696,8 +698,8 @@ def format_table(results: list[Result], device: torch.device) -> str:
     mem = "CUDA peak MiB" if device.type == "cuda" else "peak RSS MiB (+added)"
     lines = [
         f"| recipe | workers | trainer | levers | samples | samples/s | step ms (mean / median) | data wait ms "
-        f"| data-wait share | {mem} | worker PSS MiB | cache build |",
-        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| data-wait share | {mem} | worker PSS MiB | cache build | set-up s | warm-up s |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         memory = (
@@ -710,7 +712,7 @@ def format_table(results: list[Result], device: torch.device) -> str:
             f"| {r.recipe} | {r.num_workers} | {r.trainer} | {r.levers} | {r.samples} | {r.samples_per_s:.2f} | "
             f"{r.step_ms_mean:.1f} / {r.step_ms_median:.1f} | "
             f"{r.data_wait_ms_mean:.1f} | {100 * r.data_wait_share:.1f}% | {memory} | "
-            f"{_fmt(r.workers_pss_mib, '.0f')} | {build} |"
+            f"{_fmt(r.workers_pss_mib, '.0f')} | {build} | {r.setup_s:.1f} | {r.warmup_s:.1f} |"
         )
     return "\n".join(lines)
 
@@ -772,7 +774,7 @@ def format_flops(results: list[Result], peak: float | None) -> str:
         gflops = None if r.flops_per_step is None else r.flops_per_step / 1e9
         lines.append(
             f"| {r.recipe} | {r.num_workers} | {r.trainer} | {r.levers} | {_fmt(gflops, '.1f')} | "
-            f"{_fmt(r.achieved_tflops, '.3f')} | {mfu or "-"} |"
+            f"{_fmt(r.achieved_tflops, '.3f')} | {mfu or '-'} |"
         )
     return "\n".join(lines)
 
@@ -920,7 +922,7 @@ def parse_args(argv=None):
         default=["all"],
         choices=list(LEVERS),
         help="our speed levers, one run each (default all = the product's defaults): none (eager attention, "
-        "no feature cache), sdpa, cache, all",
+        "no feature cache), sdpa, cache, all, compile (all + training.compile; compiles in the warm-up)",
     )
     p.add_argument(
         "--episode-length", type=int, default=None, help="frames per synthetic episode (default: the demo's 40-60)"
@@ -951,7 +953,7 @@ def main(argv=None) -> int:
             frames_by_recipe[recipe] = stage_frames(setup)
             if args.full and setup.device.type == "cpu":
                 print("note: --full on CPU is very slow; use a GPU for timings")
-            if not args.memory_only:
+            if not args.memory_only and not results:  # once: imports and caches are warm for every recipe
                 prime(setup)
             for index, workers in enumerate([] if args.memory_only else args.num_workers):
                 # ABBA order over the worker settings, so drift (thermal, leftovers) does not favour one side.

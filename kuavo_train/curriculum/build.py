@@ -138,9 +138,9 @@ def build_stage_training(
 
 def _feature_caches(cfg, data, policy, device, autocast, dist: DistContext, echo) -> FeatureCaches | None:
     """Rank 0 builds the caches; the other processes then open them (and follow rank 0's on/off)."""
-    built = dist.main_does(lambda: prepare_feature_caches(cfg, data, policy, device, autocast, echo))
+    built = dist.main_does(lambda: prepare_feature_caches(cfg, data, policy, device, autocast, echo), long_wait=True)
     if not dist.enabled:
         return built
     if not dist.any(built is not None) or dist.is_main:
         return built
-    return prepare_feature_caches(cfg, data, policy, device, autocast, echo=lambda _line: None)
+    return prepare_feature_caches(cfg, data, policy, device, autocast, echo=lambda _line: None, build=False)

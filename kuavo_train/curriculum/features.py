@@ -25,6 +25,7 @@ from kuavo_train.data.feature_cache import FeatureCache, FeatureCacheKey, featur
 from kuavo_train.data.ingest import fingerprint_source
 from kuavo_train.data.prepare import CurriculumData, replay_episodes, task_dataset
 from kuavo_train.data.source import read_source_info
+from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
 from kuavo_train.errors import KuavoError
 from kuavo_train.evaluation.validate import limit_samples, make_loader
 from kuavo_train.policy.vision_features import embed_images, embedding_weights_digest
@@ -76,10 +77,11 @@ def frames_read(cfg: Config, data: CurriculumData) -> list[FramesRead]:
 
 
 def prepare_feature_caches(
-    cfg: Config, data: CurriculumData, policy, device: torch.device, autocast, echo=print
+    cfg: Config, data: CurriculumData, policy, device: torch.device, autocast, echo=print, build: bool = True
 ) -> FeatureCaches | None:
     """The stage's caches, built where frames are missing; None when ``data.feature_cache`` is off, or auto and
-    not exact or without room on disk (said in one line)."""
+    not exact or without room on disk or in /dev/shm (said in one line). ``build=False`` only opens them (the
+    other processes of a multi-process run, after rank 0 built them)."""
     mode, level = cfg.data.feature_cache, cfg.policy.exact_feature_cache_level()
     if mode == "off":
         return None
@@ -93,11 +95,17 @@ def prepare_feature_caches(
         with autocast():
             shapes = _probe(policy, data, level)
         weights = embedding_weights_digest(policy, level)
-        caches = {t.id: _open(cfg, data, t.id, level, weights, shapes) for t in cfg.tasks}
+        resize = policy.config.resize_imgs_with_padding
+        compute = compute_fingerprint(device, autocast, data.video_backend)
+        caches = {t.id: _open(cfg, data, t.id, level, weights, shapes, resize, compute) for t in cfg.tasks}
         work = [(read, *_missing(cfg, data, read, caches[read.task_id])) for read in frames_read(cfg, data)]
         todo = sum(len(positions) for _, _, positions in work)
-        if not _room_for(cfg, caches, todo, mode, echo):
+        if todo and not build:
+            raise KuavoError(f"the image feature caches lack {todo} frames after rank 0 built them; rerun the stage")
+        if not _room_for(cfg, caches, todo, mode, echo) or not _shared_memory_for(cfg, data, shapes, mode, echo):
             return None
+        if todo:
+            echo(f"image feature cache: embedding {todo} frames once ({level} level) ...")
         with tqdm(total=todo, desc="caching image embeddings", unit="frame", disable=not sys.stderr.isatty()) as bar:
             for cache in caches.values():
                 _cache_blank_cameras(data, policy, device, autocast, cache)
@@ -120,7 +128,21 @@ def _probe(policy, data: CurriculumData, level: str) -> dict[str, tuple[int, int
     return shapes
 
 
-def _open(cfg, data, task_id, level, weights, shapes) -> FeatureCache:
+def compute_fingerprint(device: torch.device, autocast, video_backend: str) -> str:
+    """What else decides an embedding's values: device type, autocast dtype, TF32, decoder, library versions."""
+    import lerobot
+    import transformers
+
+    with autocast():
+        dtype = torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type) else None
+    tf32 = device.type == "cuda" and torch.backends.cuda.matmul.allow_tf32
+    return (
+        f"{device.type}|autocast={dtype}|tf32={tf32}|video={video_backend}|torch={torch.__version__}|"
+        f"lerobot={getattr(lerobot, '__version__', '?')}|transformers={transformers.__version__}"
+    )
+
+
+def _open(cfg, data, task_id, level, weights, shapes, resize, compute) -> FeatureCache:
     info = read_source_info(data.v30_roots[task_id])
     (tokens, dim, dtype), *others = {shapes[c] for c in data.schema.cameras}
     if others:
@@ -131,10 +153,11 @@ def _open(cfg, data, task_id, level, weights, shapes) -> FeatureCache:
         blank_cameras=tuple(data.schema.task(task_id).missing_cameras),
         level=level,
         weights=weights,
-        resize=tuple(cfg.policy.resize_imgs_with_padding),
+        resize=tuple(resize),
         dtype=dtype,
         tokens=tokens,
         dim=dim,
+        compute=compute,
     )
     return FeatureCache.open_or_create(feature_cache_root(cfg.data.cache_dir, key.dataset), key, info.total_frames)
 
@@ -165,6 +188,23 @@ def _room_for(cfg: Config, caches: dict[int, FeatureCache], todo: int, mode: str
         "free space, point data.cache_dir at a larger disk, set policy.freeze_connector=true (16x smaller) "
         "or data.feature_cache=off"
     )
+    if mode == "on":
+        raise KuavoError(message)
+    echo(f"image feature cache: off ({message})")
+    return False
+
+
+def _shared_memory_for(cfg: Config, data: CurriculumData, shapes: dict, mode: str, echo) -> bool:
+    """Whether the loader workers' /dev/shm holds batches of embeddings (SigLIP's are 3.5x a 480x640 image)."""
+    tokens, dim, dtype = next(iter(shapes.values()))
+    sample = len(data.schema.cameras) * tokens * dim * torch.empty(0, dtype=getattr(torch, dtype)).element_size()
+    need = shared_memory_need(
+        data.schema, cfg.training.batch_size, cfg.policy.chunk_size, cfg.training.num_workers, sample
+    )
+    problem = shared_memory_problem(need, shared_memory_free())
+    if problem is None:
+        return True
+    message = f"batches of image embeddings do not fit: {problem}"
     if mode == "on":
         raise KuavoError(message)
     echo(f"image feature cache: off ({message})")

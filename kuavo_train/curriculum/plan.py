@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
+from torch.utils.data import Subset
+
 from kuavo_train.config.schema import Config
 from kuavo_train.curriculum.features import frames_read
+from kuavo_train.data.feature_cache import FeatureCacheKey, cached_frames_like, feature_cache_root
+from kuavo_train.data.ingest import fingerprint_source
 from kuavo_train.data.prepare import fixed_epoch_samples
 from kuavo_train.data.replay import samples_per_epoch, task_counts
+from kuavo_train.data.source import read_source_info
 from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
 from kuavo_train.device import choose_device
 from kuavo_train.errors import KuavoError
+from kuavo_train.evaluation.validate import limit_samples
 from kuavo_train.policy.vision_features import embedding_flops, expected_embedding
 
 # Rough figures to size a run before it starts; `benchmarks/` measures real ones.
 _SECONDS_PER_SAMPLE = {"cuda": 0.02, "cpu": 0.05}
 _BYTES_PER_PARAMETER = 4
-# Rough embedding rates (FLOP/s) for the cache's build-time estimate: the 2-core CPU measured ~1.7 s per
-# full-size SigLIP image (1.7e11 FLOPs); a GPU in bf16 at a fraction of its peak.
-_EMBEDDING_FLOPS_PER_SECOND = {"cpu": 1e11, "cuda": 2e14}
+# Rough embedding rates (FLOP/s) for the cache's build-time estimate. CPU: the 2-core machine embedded full-size
+# SigLIP images (1.7e11 FLOPs each) at 1.1 s per image (docs/performance.md, "Speed levers"); CUDA: assumed, a
+# fraction of a GPU's bf16 peak (not measured).
+_EMBEDDING_FLOPS_PER_SECOND = {"cpu": 1.5e11, "cuda": 2e14}
 
 
 @dataclass
@@ -58,6 +66,7 @@ def plan_stage(cfg: Config, data) -> StagePlan:
     samples = steps * cfg.training.batch_size * accumulation * cfg.task.training.max_epoch
     params = 450_000_000 if cfg.policy.pretrained_path else 1_000_000
     kept_dirs = 3 + cfg.training.keep_last_epochs  # best, best_running, last + epochs
+    cache = plan_feature_cache(cfg, data, device)
     return StagePlan(
         stage=stage,
         task=cfg.task.dirname,
@@ -72,50 +81,97 @@ def plan_stage(cfg: Config, data) -> StagePlan:
         estimated_hours=samples * _SECONDS_PER_SAMPLE[device] / 3600,
         estimated_checkpoint_gb=(params * _BYTES_PER_PARAMETER * (kept_dirs + 2)) / 1e9,
         shared_memory_need=shared_memory_need(
-            data.schema, cfg.training.batch_size, cfg.policy.chunk_size, cfg.training.num_workers
+            data.schema, cfg.training.batch_size, cfg.policy.chunk_size, cfg.training.num_workers, cache.sample_bytes
         ),
         shared_memory_free=shared_memory_free(),
         cameras_missing={t.name: list(t.missing_cameras) for t in data.schema.tasks if t.missing_cameras},
-        feature_cache=feature_cache_line(cfg, data, device),
+        feature_cache=cache.line,
     )
 
 
-def feature_cache_line(cfg: Config, data, device: str) -> str:
+@dataclass
+class CachePlan:
+    line: str  # what data.feature_cache will do, its size and build time
+    sample_bytes: int | None  # one sample's embeddings (every camera) when the cache is on, else None
+
+
+def plan_feature_cache(cfg: Config, data, device: str) -> CachePlan:
     """What ``data.feature_cache`` will do in this stage; with ``on`` and too little disk, a one-line error."""
     mode, level = cfg.data.feature_cache, cfg.policy.exact_feature_cache_level()
     if mode == "off":
-        return "off (data.feature_cache=off)"
+        return CachePlan("off (data.feature_cache=off)", None)
     if level is None:
-        return "off (the vision encoder trains: its embeddings change every step)"
+        return CachePlan("off (the vision encoder trains: its embeddings change every step)", None)
     shape = expected_embedding(cfg.policy, level)
     if shape is None:
-        return f"{level} embeddings (size unknown: the VLM config {cfg.policy.vlm_model_name} is not readable here)"
-    frames = images = 0
+        return CachePlan(
+            f"{level} embeddings (size unknown: the VLM config {cfg.policy.vlm_model_name} is not readable here)", None
+        )
+    # bf16 autocast makes the connector's output bf16; SigLIP's last layer norm stays fp32.
+    dtype = (
+        "bfloat16"
+        if device == "cuda" and cfg.training.mixed_precision == "bf16" and level == "connector"
+        else ("float32")
+    )
+    itemsize = 2 if dtype == "bfloat16" else 4
+    frames = images = new_images = 0
     for read in frames_read(cfg, data):
-        count = min(episode_frames(data, read.task_id, read.episodes), read.max_samples or math.inf)
-        frames += count
-        images += count * (len(data.schema.cameras) - len(data.schema.task(read.task_id).missing_cameras))
-    bf16 = device == "cuda" and cfg.training.mixed_precision == "bf16" and level == "connector"
-    size = images * shape[0] * shape[1] * (2 if bf16 else 4)
+        indices = _frame_indices(data, read)
+        real = len(data.schema.cameras) - len(data.schema.task(read.task_id).missing_cameras)
+        done = _cached_like(cfg, data, read.task_id, level, shape, dtype)
+        frames += len(indices)
+        images += len(indices) * real
+        new_images += int((~done[indices]).sum()) * real
+    size, new_size = images * shape[0] * shape[1] * itemsize, new_images * shape[0] * shape[1] * itemsize
     flops = embedding_flops(cfg.policy)
-    seconds = None if flops is None else images * flops / _EMBEDDING_FLOPS_PER_SECOND[device]
+    seconds = None if flops is None else new_images * flops / _EMBEDDING_FLOPS_PER_SECOND.get(device, 1e11)
     build = "?" if seconds is None else (f"{seconds / 3600:.1f} h" if seconds > 360 else f"{seconds:.0f} s")
     where = Path(cfg.data.cache_dir).expanduser()
     free = _disk_free(where)
-    if size * 1.1 > free:
+    if new_size * 1.1 > free:
         problem = (
-            f"the image feature cache needs up to {size / 1e9:.1f} GB under {where} but {free / 1e9:.1f} GB are free; "
+            f"the image feature cache needs up to {new_size / 1e9:.1f} GB more under {where} but {free / 1e9:.1f} GB "
+            "are free; "
             "free space, point data.cache_dir at a larger disk, set policy.freeze_connector=true or "
             "data.feature_cache=off"
         )
         if mode == "on":
             raise KuavoError(problem)
-        return f"off ({problem})"
-    return (
-        f"{level} embeddings of {int(frames)} frames ({int(images)} images, {shape[0]}x{shape[1]} each): "
-        f"up to {size / 1e9:.2f} GB under {where} ({free / 1e9:.0f} GB free), built once in ~{build} "
-        "(rough; frames cached by earlier stages are not built again)"
+        return CachePlan(f"off ({problem})", None)
+    line = (
+        f"{level} embeddings of {frames} frames ({images} images, {shape[0]}x{shape[1]} each), {size / 1e9:.2f} GB "
+        f"under {where}; {new_images} images not cached yet: {new_size / 1e9:.2f} GB more ({free / 1e9:.0f} GB free), "
+        f"built in ~{build} (rough)"
     )
+    return CachePlan(line, len(data.schema.cameras) * shape[0] * shape[1] * itemsize)
+
+
+def _frame_indices(data, read) -> np.ndarray:
+    """Global frame indices a stage reads for ``read`` (validation's evenly spaced cap applied)."""
+    files = sorted((data.v30_roots[read.task_id] / "data").glob("*/*.parquet"))
+    tables = [pq.read_table(f, columns=["episode_index", "index"]) for f in files]
+    episode = np.concatenate([t.column("episode_index").to_numpy() for t in tables])
+    index = np.concatenate([t.column("index").to_numpy() for t in tables])
+    chosen = index[np.isin(episode, read.episodes)]
+    limited = limit_samples(range(len(chosen)), read.max_samples)
+    return chosen[list(limited.indices)] if isinstance(limited, Subset) else chosen
+
+
+def _cached_like(cfg, data, task_id: int, level: str, shape, dtype: str) -> np.ndarray:
+    """Frames of the task's dataset already in a cache this stage would reuse (weights assumed frozen alike)."""
+    info = read_source_info(data.v30_roots[task_id])
+    key = FeatureCacheKey(
+        dataset=fingerprint_source(info, keep_depth=True),
+        cameras={c: tuple(s) for c, s in data.schema.cameras.items()},
+        blank_cameras=tuple(data.schema.task(task_id).missing_cameras),
+        level=level,
+        weights="",
+        resize=tuple(cfg.policy.resize_imgs_with_padding),
+        dtype=dtype,
+        tokens=shape[0],
+        dim=shape[1],
+    )
+    return cached_frames_like(feature_cache_root(cfg.data.cache_dir, key.dataset), key, info.total_frames)
 
 
 def _disk_free(path: Path) -> int:
@@ -126,9 +182,6 @@ def _disk_free(path: Path) -> int:
 
 
 def episode_frames(data, task_id: int, episodes: list[int]) -> int:
-    import numpy as np
-    import pyarrow.parquet as pq
-
     files = sorted((data.v30_roots[task_id] / "data").glob("*/*.parquet"))
     return sum(
         int(np.isin(pq.read_table(f, columns=["episode_index"]).column("episode_index").to_numpy(), episodes).sum())

@@ -231,7 +231,7 @@ class StageRunner:
 
     def _check_shared_memory(self) -> None:
         """Loader workers pass batches through /dev/shm (64 MB in a default Docker container): refuse before they
-        crash."""
+        crash (the feature cache checks its embeddings' batches itself)."""
         need = shared_memory_need(
             self.data.schema, self.cfg.training.batch_size, self.cfg.policy.chunk_size, self.cfg.training.num_workers
         )  # global batch: all processes share /dev/shm

@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +32,7 @@ import torch
 
 from kuavo_train.data.constants import CAMERA_PREFIX
 from kuavo_train.errors import KuavoError
-from kuavo_train.files import write_dir_atomically, write_json_atomically
+from kuavo_train.files import write_json_atomically
 
 CACHE_FORMAT_VERSION = 1
 KEY_FILE = "key.json"
@@ -53,15 +55,22 @@ class FeatureCacheKey:
     dtype: str  # torch dtype name of the stored embeddings
     tokens: int  # embedding shape per image: (tokens, dim)
     dim: int
+    # How it was computed: device type, autocast dtype, TF32, the video decoder and the library versions (a bf16 or
+    # TF32 embedding differs from an fp32 one by more than fp tolerance, even where the stored dtype is the same).
+    compute: str = ""
     version: int = CACHE_FORMAT_VERSION
 
     def digest(self) -> str:
         text = json.dumps(asdict(self), sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
+    def itemsize(self) -> int:
+        return np.dtype(_STORED_DTYPES[self.dtype]).itemsize
+
     def bytes_per_frame(self) -> int:
+        """Disk bytes of one frame's rows (the real cameras')."""
         real = len(self.cameras) - len(self.blank_cameras)
-        return real * self.tokens * self.dim * np.dtype(_STORED_DTYPES[self.dtype]).itemsize
+        return real * self.tokens * self.dim * self.itemsize()
 
 
 def camera_file_name(camera: str) -> str:
@@ -86,10 +95,21 @@ class FeatureCache:
     @classmethod
     def open_or_create(cls, root: Path, key: FeatureCacheKey, frames: int) -> FeatureCache:
         """The cache of ``key`` under ``root`` (``<cache_dir>/features/<dataset>/``), created empty (nothing
-        done) when absent. The empty files are sparse: disk fills as rows are written."""
+        done) when absent. The empty files are sparse: disk fills as rows are written. Created in a temp dir
+        renamed into place: when another process creates it at the same moment, the first rename wins and the
+        other opens that one (an existing cache is never replaced)."""
         directory = Path(root).expanduser() / key.digest()
-        if not (directory / DONE_FILE).is_file():
-            write_dir_atomically(directory, lambda tmp: _create_files(tmp, key, frames))
+        if not directory.exists():
+            directory.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+            try:
+                _create_files(tmp, key, frames)
+                os.rename(tmp, directory)
+            except OSError:
+                if not directory.exists():
+                    raise
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
         cache = cls(directory, key, frames)
         cache._check_files()
         return cache
@@ -218,6 +238,23 @@ def _to_numpy(values: torch.Tensor, dtype: str) -> np.ndarray:
 def _to_torch(row: np.ndarray, dtype: str) -> torch.Tensor:
     tensor = torch.from_numpy(np.array(row))  # a copy: the map stays read-only and pages can be dropped
     return tensor.view(torch.bfloat16) if dtype == "bfloat16" else tensor
+
+
+def cached_frames_like(root: Path, key: FeatureCacheKey, frames: int) -> np.ndarray:
+    """(frames,) bool: frames done in any cache under ``root`` (one dataset) whose key equals ``key`` except for
+    the weights and the compute: what the plan, which builds no model to hash, expects a stage not to compute."""
+    done = np.zeros(frames, dtype=bool)
+    loose = {**asdict(key), "weights": None, "compute": None}
+    for key_file in Path(root).expanduser().glob(f"*/{KEY_FILE}"):
+        try:
+            saved = json.loads(key_file.read_text())
+            rows = np.load(key_file.parent / DONE_FILE)
+        except (OSError, ValueError):
+            continue
+        same = {**saved, "weights": None, "compute": None} == json.loads(json.dumps(loose, default=list))
+        if same and rows.shape == done.shape:
+            done |= rows
+    return done
 
 
 def feature_cache_root(cache_dir: str | Path, dataset: str) -> Path:

@@ -87,19 +87,26 @@ SHM_DIR = "/dev/shm"
 PREFETCH_FACTOR = 2  # batches each loader worker keeps ready (make_loader)
 
 
-def batch_bytes(schema, batch_size: int, chunk_size: int) -> int:
-    """Bytes of one training batch in its shared buffer: uint8 cameras, fp32 state and action chunk, masks."""
-    per_sample = sum(math.prod(shape) for shape in schema.cameras.values())  # uint8
+def batch_bytes(schema, batch_size: int, chunk_size: int, camera_bytes: int | None = None) -> int:
+    """Bytes of one training batch in its shared buffer: uint8 cameras (or ``camera_bytes`` per sample: the cached
+    image embeddings), fp32 state and action chunk, masks."""
+    per_sample = sum(math.prod(shape) for shape in schema.cameras.values()) if camera_bytes is None else camera_bytes
     per_sample += 4 * schema.state_dim + 4 * chunk_size * schema.action_dim + chunk_size + schema.action_dim + 3 * 8
     return batch_size * per_sample
 
 
-def shared_memory_need(schema, batch_size: int, chunk_size: int, num_workers: int) -> int:
+def shared_memory_need(
+    schema, batch_size: int, chunk_size: int, num_workers: int, camera_bytes: int | None = None
+) -> int:
     """Bytes of /dev/shm the loader workers fill at most. Workers are persistent: the training loader's keep their
     prefetched batches (PREFETCH_FACTOR each) while a validation loader's fill theirs, plus one batch in use.
-    ``batch_size`` is the global batch: every process's workers share the machine's /dev/shm."""
+    ``batch_size`` is the global batch: every process's workers share the machine's /dev/shm. ``camera_bytes``:
+    a sample's image embeddings when the feature cache replaces the images (the larger of the two counts)."""
     batches = num_workers * 2 * PREFETCH_FACTOR + 1
-    return 0 if num_workers == 0 else batch_bytes(schema, batch_size, chunk_size) * batches
+    largest = max(
+        batch_bytes(schema, batch_size, chunk_size), batch_bytes(schema, batch_size, chunk_size, camera_bytes or 0)
+    )
+    return 0 if num_workers == 0 else largest * batches
 
 
 def shared_memory_free() -> int | None:

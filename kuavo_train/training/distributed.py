@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TypeVar
 
 import torch
@@ -57,11 +58,13 @@ class DistContext:
             g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
-    def main_does(self, work: Callable[[], T]) -> T | None:
+    def main_does(self, work: Callable[[], T], long_wait: bool = False) -> T | None:
         """Run ``work`` on rank 0 while the other ranks wait; returns its result on rank 0, None elsewhere.
 
         An error in ``work`` is raised on every rank (the others get a KuavoError pointing at rank 0)
-        instead of leaving them blocked at a barrier until the process-group timeout.
+        instead of leaving them blocked at a barrier until the process-group timeout. ``long_wait``: the others
+        wait in a gloo group with a timeout of LONG_WAIT instead of the process group's (NCCL: 10 minutes),
+        for work that can take hours (building the feature cache).
         """
         result, error = None, None
         if self.is_main:
@@ -69,19 +72,34 @@ class DistContext:
                 result = work()
             except BaseException as exc:  # noqa: BLE001 - re-raised below, after telling the other ranks
                 error = exc
-        if self.any(error is not None):
+        if self.any(error is not None, long_wait):
             if error is not None:
                 raise error
             raise KuavoError("rank 0 failed (its error is above); stopping this rank too")
         return result
 
-    def any(self, flag: bool) -> bool:
-        """True on every rank when ``flag`` is True on any rank."""
+    def any(self, flag: bool, long_wait: bool = False) -> bool:
+        """True on every rank when ``flag`` is True on any rank (``long_wait``: see `main_does`)."""
         if not self.enabled:
             return flag
-        value = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        if long_wait:
+            value = torch.tensor([1.0 if flag else 0.0])
+            dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_long_wait_group())
+        else:
+            value = torch.tensor([1.0 if flag else 0.0], device=self.device)
+            dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
+
+
+LONG_WAIT = timedelta(hours=24)
+_GROUPS: dict[str, object] = {}
+
+
+def _long_wait_group():
+    """A gloo group of every rank with a LONG_WAIT timeout (created once, by every rank: a collective call)."""
+    if "long_wait" not in _GROUPS:
+        _GROUPS["long_wait"] = dist.new_group(backend="gloo", timeout=LONG_WAIT)
+    return _GROUPS["long_wait"]
 
 
 def init_distributed(device_name: str) -> DistContext:

@@ -37,4 +37,4 @@ def test_dry_mode_runs_every_part(tmp_path):
     assert "| recipe | workers | trainer | levers | GFLOP/step | TFLOP/s |" in proc.stdout
     stage = summary["stage"]
     assert stage["passed"] and stage["largest_relative_difference"] == pytest.approx(0.0, abs=1e-12)
-    assert "4-step tiny stage, fp32: cpu" in proc.stdout and "PASS" in proc.stdout
+    assert "2-step tiny stage, fp32: cpu" in proc.stdout and "PASS" in proc.stdout

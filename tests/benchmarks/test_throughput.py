@@ -28,6 +28,8 @@ TABLE_COLUMNS = [
     "peak RSS MiB (+added)",
     "worker PSS MiB",
     "cache build",
+    "set-up s",
+    "warm-up s",
 ]
 RATIO_COLUMNS = [
     "recipe",

@@ -91,7 +91,7 @@ def test_later_stages_reuse_the_frames_cached_before(demo_env, tmp_path, capsys)
     _train(demo_env, tmp_path / "run", [f"data.cache_dir={cache}"], task=TASK_FILES[0])
     capsys.readouterr()
     cfg, _ = _train(demo_env, tmp_path / "run", [f"data.cache_dir={cache}"], task=TASK_FILES[1])
-    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("image feature cache"))
+    line = next(x for x in capsys.readouterr().out.splitlines() if "computed now" in x)
     computed = int(line.split("(")[1].split(" computed")[0])
     data = prepare_curriculum_data(cfg, Path(cfg.training.output_directory))
     task2_train = len(task_dataset(data, 2, data.splits[2].train, cfg.policy.chunk_size, use_cache=False))
@@ -214,3 +214,37 @@ def test_bad_feature_cache_settings_are_config_errors(demo_env, overrides, messa
 
     with pytest.raises(KuavoError, match=message):
         load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, [*demo_env.overrides, f"task={TASK_FILES[0]}", *overrides])
+
+
+def test_the_plan_predicts_the_cache_a_stage_builds(demo_env, tmp_path):
+    from kuavo_train.curriculum.plan import plan_feature_cache
+    from kuavo_train.data.prepare import prepare_curriculum_data
+
+    cache = _private_cache(demo_env, tmp_path)
+    cfg, _ = _train(demo_env, tmp_path / "run", [f"data.cache_dir={cache}"])
+    data = prepare_curriculum_data(cfg, Path(cfg.training.output_directory))
+    planned = plan_feature_cache(cfg, data, "cpu")
+    keys = [json.loads((d / "key.json").read_text()) for d in _cache_dirs(cache)]
+    cached = sum(int(np.load(d / DONE_FILE).sum()) for d in _cache_dirs(cache))
+    key = keys[0]
+    assert planned.line.startswith(f"vision embeddings of {cached} frames")
+    assert f"{key['tokens']}x{key['dim']} each" in planned.line
+    assert "; 0 images not cached yet: 0.00 GB more" in planned.line  # the plan sees what the stage cached
+    assert planned.sample_bytes == len(key["cameras"]) * key["tokens"] * key["dim"] * 4
+
+
+def test_the_plan_refuses_a_cache_without_room_when_on(demo_env, tmp_path, monkeypatch):
+    from kuavo_train.curriculum import plan as plan_module
+    from kuavo_train.data.prepare import prepare_curriculum_data
+
+    monkeypatch.setattr(plan_module, "_disk_free", lambda _path: 0)
+    cache = _private_cache(demo_env, tmp_path)  # nothing cached yet
+    cfg = demo_env.config(
+        TASK_FILES[0], extra=[f"data.cache_dir={cache}", "data.feature_cache=on"], output=tmp_path / "run"
+    )
+    data = prepare_curriculum_data(cfg, tmp_path / "run")
+    with pytest.raises(KuavoError, match="needs up to .* GB more under .* free space"):
+        plan_module.plan_feature_cache(cfg, data, "cpu")
+    auto = demo_env.config(TASK_FILES[0], extra=[f"data.cache_dir={cache}"], output=tmp_path / "run")
+    planned = plan_module.plan_feature_cache(auto, data, "cpu")
+    assert planned.line.startswith("off (the image feature cache needs") and planned.sample_bytes is None

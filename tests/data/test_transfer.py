@@ -74,6 +74,12 @@ def test_shared_memory_need_and_the_docker_advice():
     problem = shared_memory_problem(need, free=64 * 2**20)
     assert "/dev/shm has 64 MiB free" in problem and "--shm-size=2g" in problem and "training.num_workers" in problem
     assert shared_memory_problem(need, free=8 * 2**30) is None and shared_memory_problem(need, free=None) is None
+    # With the feature cache a sample carries embeddings instead of images: SigLIP-level ones are larger.
+    siglip = 3 * 1024 * 768 * 4
+    cached = shared_memory_need(kuavo, 16, 50, num_workers=4, camera_bytes=siglip)
+    images = 3 * (3 * 480 * 640)  # three uint8 cameras
+    assert cached - need == 17 * 16 * (siglip - images)
+    assert shared_memory_need(kuavo, 16, 50, num_workers=4, camera_bytes=1000) == need  # smaller: images count
 
 
 def test_a_stage_refuses_to_start_when_dev_shm_is_too_small(demo_env, tmp_path, monkeypatch):
