@@ -102,7 +102,7 @@ class PolicyConfig:
     # Freeze the SigLIP vision encoder.
     freeze_vision_encoder: bool = True
     # Also freeze SmolVLM's connector (the projection of SigLIP's output into the language model); with a frozen
-    # vision encoder the whole image embedding is then fixed and data.feature_cache stores it ~16x smaller.
+    # vision encoder the whole image embedding is then fixed: data.feature_cache stores it ~13x smaller (26x bf16).
     freeze_connector: bool = False
     # Train only the action expert (freezes the whole VLM; then freeze_vlm_layers has no effect).
     train_expert_only: bool = False
@@ -204,8 +204,8 @@ class TrainingConfig:
     keep_last_epochs: int = 2
     # Consecutive non-finite losses that stop the stage.
     max_consecutive_nonfinite: int = 5
-    # torch.compile the model's training forward (VLM + action expert; the results equal eager's). Pays on a GPU
-    # over long stages; the first steps wait for the compilation (minutes). Off by default.
+    # torch.compile the model's training forward (VLM + action expert; the results equal eager's). Meant for GPU
+    # stages (not measured on a GPU yet); the first steps wait for the compilation (minutes). Off by default.
     compile: bool = False
     # torch.compile backend: inductor (generated kernels), or aot_eager (no code generation: checks the capture).
     compile_backend: str = "inductor"

@@ -185,7 +185,7 @@ def _room_for(cfg: Config, caches: dict[int, FeatureCache], todo: int, mode: str
         return True
     message = (
         f"the image feature cache needs {need / 1e9:.1f} GB more under {where} but {free / 1e9:.1f} GB are free; "
-        "free space, point data.cache_dir at a larger disk, set policy.freeze_connector=true (16x smaller) "
+        "free space, point data.cache_dir at a larger disk, set policy.freeze_connector=true (~13x smaller) "
         "or data.feature_cache=off"
     )
     if mode == "on":

@@ -14,7 +14,7 @@ from kuavo_train.training.loop import LoopState, train_step
 from tests.conftest import TASK_FILES
 
 
-def _losses(cfg, data, steps: int = 3) -> list[float]:
+def _losses(cfg, data, steps: int = 2) -> list[float]:
     seed_everything(stage_seed(cfg))
     training = build_stage_training(cfg, data, None, torch.device("cpu"), echo=lambda _line: None)
     training.sampler.set_epoch(1)
