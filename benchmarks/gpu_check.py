@@ -33,8 +33,6 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-TASK = "tasks/task1_moving_grasp"
-
 
 def run(command: list[str], log: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
@@ -99,17 +97,12 @@ def architecture(work: Path) -> Path:
 
 def stage_on(device: str, args, work: Path) -> dict:
     """Train the tiny demo stage ``--stage-steps`` steps in fp32 on ``device``; its training results."""
-    from benchmarks.throughput import TASK_NAMES
+    from benchmarks.throughput import demo_overrides
 
-    data = work / "data"
     output = work / f"stage_{device.replace(':', '_')}"
-    overrides = [f"data.roots.{name}={data / f'task{i}_{name}'}" for i, name in enumerate(TASK_NAMES, start=1)]
+    # the demo config's own batch (8) and decoder choice (auto), as the throughput runs' data
+    overrides = demo_overrides(work / "data", output, 1, 8, device, "auto")
     overrides += [
-        f"policy.vlm_model_name={data / 'tiny_smolvlm'}",
-        f"data.cache_dir={data / 'cache'}",
-        f"training.output_directory={output}",
-        f"task={TASK}",
-        f"training.device={device}",
         "training.mixed_precision=no",
         "training.epochs_override=1",
         f"training.steps_per_epoch={args.stage_steps}",

@@ -44,8 +44,9 @@ class FeatureCaches:
     seconds: float  # spent building (and checking) the caches
 
     def describe(self) -> str:
-        cached = sum(int(c.done().sum()) for c in self.caches.values())
-        size = sum(int(c.done().sum()) * c.key.bytes_per_frame() for c in self.caches.values())
+        done = {task_id: int(c.done().sum()) for task_id, c in self.caches.items()}
+        cached = sum(done.values())
+        size = sum(done[task_id] * c.key.bytes_per_frame() for task_id, c in self.caches.items())
         return (
             f"image feature cache: {self.level} embeddings of {cached} frames, {size / 1e9:.2f} GB "
             f"({self.built_frames} computed now, {self.seconds:.1f} s); the loader decodes no video"
@@ -142,24 +143,31 @@ def compute_fingerprint(device: torch.device, autocast, video_backend: str) -> s
     )
 
 
-def _open(cfg, data, task_id, level, weights, shapes, resize, compute) -> FeatureCache:
+def cache_key(
+    data: CurriculumData, task_id: int, embedding: tuple[int, int, str], **fields
+) -> tuple[FeatureCacheKey, int]:
+    """(the key of task ``task_id``'s cache, its dataset's frame count); ``embedding`` is (tokens, dim, dtype),
+    ``fields`` the rest of FeatureCacheKey (level, resize, weights, compute)."""
     info = read_source_info(data.v30_roots[task_id])
-    (tokens, dim, dtype), *others = {shapes[c] for c in data.schema.cameras}
-    if others:
-        raise KuavoError(f"cameras give embeddings of different shapes {shapes}; set data.feature_cache=off")
+    tokens, dim, dtype = embedding
     key = FeatureCacheKey(
         dataset=fingerprint_source(info, keep_depth=True),
         cameras={c: tuple(s) for c, s in data.schema.cameras.items()},
         blank_cameras=tuple(data.schema.task(task_id).missing_cameras),
-        level=level,
-        weights=weights,
-        resize=tuple(resize),
         dtype=dtype,
         tokens=tokens,
         dim=dim,
-        compute=compute,
+        **{"resize": tuple(fields.pop("resize")), **fields},
     )
-    return FeatureCache.open_or_create(feature_cache_root(cfg.data.cache_dir, key.dataset), key, info.total_frames)
+    return key, info.total_frames
+
+
+def _open(cfg, data, task_id, level, weights, shapes, resize, compute) -> FeatureCache:
+    embedding, *others = {shapes[c] for c in data.schema.cameras}
+    if others:
+        raise KuavoError(f"cameras give embeddings of different shapes {shapes}; set data.feature_cache=off")
+    key, frames = cache_key(data, task_id, embedding, level=level, resize=resize, weights=weights, compute=compute)
+    return FeatureCache.open_or_create(feature_cache_root(cfg.data.cache_dir, key.dataset), key, frames)
 
 
 def _missing(cfg, data, read: FramesRead, cache: FeatureCache):
@@ -175,19 +183,23 @@ def _missing(cfg, data, read: FramesRead, cache: FeatureCache):
     return dataset, positions[~cache.done()[dataset.frame_indices[positions]]]
 
 
-def _room_for(cfg: Config, caches: dict[int, FeatureCache], todo: int, mode: str, echo) -> bool:
-    need = todo * max(cache.key.bytes_per_frame() for cache in caches.values())
-    if not need:
-        return True
-    where = feature_cache_root(cfg.data.cache_dir, "").parent
-    free = _free_bytes(where)
+def disk_problem(cache_dir: str, need: int) -> str | None:
+    """Why ``need`` more bytes of embeddings do not fit under ``<cache_dir>/features`` (with a margin), or None."""
+    where = feature_cache_root(cache_dir, "").parent
+    free = free_bytes(where)
     if free >= need * _DISK_MARGIN:
-        return True
-    message = (
-        f"the image feature cache needs {need / 1e9:.1f} GB more under {where} but {free / 1e9:.1f} GB are free; "
-        "free space, point data.cache_dir at a larger disk, set policy.freeze_connector=true (~13x smaller) "
+        return None
+    return (
+        f"the image feature cache needs up to {need / 1e9:.1f} GB more under {where} but {free / 1e9:.1f} GB are "
+        "free; free space, point data.cache_dir at a larger disk, set policy.freeze_connector=true (~13x smaller) "
         "or data.feature_cache=off"
     )
+
+
+def _room_for(cfg: Config, caches: dict[int, FeatureCache], todo: int, mode: str, echo) -> bool:
+    message = disk_problem(cfg.data.cache_dir, todo * max(cache.key.bytes_per_frame() for cache in caches.values()))
+    if message is None:
+        return True
     if mode == "on":
         raise KuavoError(message)
     echo(f"image feature cache: off ({message})")
@@ -211,9 +223,12 @@ def _shared_memory_for(cfg: Config, data: CurriculumData, shapes: dict, mode: st
     return False
 
 
-def _free_bytes(where: Path) -> int:
-    where.mkdir(parents=True, exist_ok=True)
-    return shutil.disk_usage(where).free
+def free_bytes(path: Path) -> int:
+    """Free bytes on the disk ``path`` is (or would be created) on."""
+    path = Path(path).expanduser()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
 
 
 def _cache_blank_cameras(data, policy, device, autocast, cache: FeatureCache) -> None:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 from torch.utils.data import Subset
 
 from kuavo_train.config.schema import Config
-from kuavo_train.curriculum.features import frames_read
-from kuavo_train.data.feature_cache import FeatureCacheKey, cached_frames_like, feature_cache_root
-from kuavo_train.data.ingest import fingerprint_source
+from kuavo_train.curriculum.features import cache_key, disk_problem, frames_read, free_bytes
+from kuavo_train.data.feature_cache import cached_frames_like, feature_cache_root
 from kuavo_train.data.prepare import fixed_epoch_samples
 from kuavo_train.data.replay import samples_per_epoch, task_counts
-from kuavo_train.data.source import read_source_info
 from kuavo_train.data.transfer import shared_memory_free, shared_memory_need, shared_memory_problem
 from kuavo_train.device import choose_device
 from kuavo_train.errors import KuavoError
@@ -108,39 +104,30 @@ def plan_feature_cache(cfg: Config, data, device: str) -> CachePlan:
             f"{level} embeddings (size unknown: the VLM config {cfg.policy.vlm_model_name} is not readable here)", None
         )
     # bf16 autocast makes the connector's output bf16; SigLIP's last layer norm stays fp32.
-    dtype = (
-        "bfloat16"
-        if device == "cuda" and cfg.training.mixed_precision == "bf16" and level == "connector"
-        else ("float32")
-    )
-    itemsize = 2 if dtype == "bfloat16" else 4
+    bf16 = device == "cuda" and cfg.training.mixed_precision == "bf16" and level == "connector"
+    dtype, itemsize = ("bfloat16", 2) if bf16 else ("float32", 4)
+    done = {t.id: _cached_like(cfg, data, t.id, level, (*shape, dtype)) for t in cfg.tasks}
     frames = images = new_images = 0
     for read in frames_read(cfg, data):
         indices = _frame_indices(data, read)
         real = len(data.schema.cameras) - len(data.schema.task(read.task_id).missing_cameras)
-        done = _cached_like(cfg, data, read.task_id, level, shape, dtype)
         frames += len(indices)
         images += len(indices) * real
-        new_images += int((~done[indices]).sum()) * real
+        new_images += int((~done[read.task_id][indices]).sum()) * real
     size, new_size = images * shape[0] * shape[1] * itemsize, new_images * shape[0] * shape[1] * itemsize
     flops = embedding_flops(cfg.policy)
     seconds = None if flops is None else new_images * flops / _EMBEDDING_FLOPS_PER_SECOND.get(device, 1e11)
     build = "?" if seconds is None else (f"{seconds / 3600:.1f} h" if seconds > 360 else f"{seconds:.0f} s")
-    where = Path(cfg.data.cache_dir).expanduser()
-    free = _disk_free(where)
-    if new_size * 1.1 > free:
-        problem = (
-            f"the image feature cache needs up to {new_size / 1e9:.1f} GB more under {where} but {free / 1e9:.1f} GB "
-            "are free; "
-            "free space, point data.cache_dir at a larger disk, set policy.freeze_connector=true or "
-            "data.feature_cache=off"
-        )
+    problem = disk_problem(cfg.data.cache_dir, new_size)
+    if problem is not None:
         if mode == "on":
             raise KuavoError(problem)
         return CachePlan(f"off ({problem})", None)
+    where = feature_cache_root(cfg.data.cache_dir, "").parent
     line = (
         f"{level} embeddings of {frames} frames ({images} images, {shape[0]}x{shape[1]} each), {size / 1e9:.2f} GB "
-        f"under {where}; {new_images} images not cached yet: {new_size / 1e9:.2f} GB more ({free / 1e9:.0f} GB free), "
+        f"under {where}; {new_images} images not cached yet: {new_size / 1e9:.2f} GB more "
+        f"({free_bytes(where) / 1e9:.0f} GB free), "
         f"built in ~{build} (rough)"
     )
     return CachePlan(line, len(data.schema.cameras) * shape[0] * shape[1] * itemsize)
@@ -157,28 +144,12 @@ def _frame_indices(data, read) -> np.ndarray:
     return chosen[list(limited.indices)] if isinstance(limited, Subset) else chosen
 
 
-def _cached_like(cfg, data, task_id: int, level: str, shape, dtype: str) -> np.ndarray:
+def _cached_like(cfg, data, task_id: int, level: str, embedding: tuple[int, int, str]) -> np.ndarray:
     """Frames of the task's dataset already in a cache this stage would reuse (weights assumed frozen alike)."""
-    info = read_source_info(data.v30_roots[task_id])
-    key = FeatureCacheKey(
-        dataset=fingerprint_source(info, keep_depth=True),
-        cameras={c: tuple(s) for c, s in data.schema.cameras.items()},
-        blank_cameras=tuple(data.schema.task(task_id).missing_cameras),
-        level=level,
-        weights="",
-        resize=tuple(cfg.policy.resize_imgs_with_padding),
-        dtype=dtype,
-        tokens=shape[0],
-        dim=shape[1],
+    key, frames = cache_key(
+        data, task_id, embedding, level=level, resize=cfg.policy.resize_imgs_with_padding, weights=""
     )
-    return cached_frames_like(feature_cache_root(cfg.data.cache_dir, key.dataset), key, info.total_frames)
-
-
-def _disk_free(path: Path) -> int:
-    """Free bytes on the disk ``path`` is (or would be) on."""
-    while not path.exists():
-        path = path.parent
-    return shutil.disk_usage(path).free
+    return cached_frames_like(feature_cache_root(cfg.data.cache_dir, key.dataset), key, frames)
 
 
 def episode_frames(data, task_id: int, episodes: list[int]) -> int:

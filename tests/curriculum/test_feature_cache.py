@@ -194,7 +194,7 @@ def test_a_damaged_cache_is_a_one_line_error(tmp_path):
 
 def test_no_room_on_disk_refuses_when_on_and_falls_back_when_auto(demo_env, tmp_path, monkeypatch, capsys):
     cache = _private_cache(demo_env, tmp_path)
-    monkeypatch.setattr(features_module, "_free_bytes", lambda _where: 0)
+    monkeypatch.setattr(features_module, "free_bytes", lambda _where: 0)
     with pytest.raises(KuavoError, match="needs .* GB more under .* free space"):
         _train(demo_env, tmp_path / "on", [f"data.cache_dir={cache}", "data.feature_cache=on"])
     _, auto = _train(demo_env, tmp_path / "auto", [f"data.cache_dir={cache}"])
@@ -237,7 +237,7 @@ def test_the_plan_refuses_a_cache_without_room_when_on(demo_env, tmp_path, monke
     from kuavo_train.curriculum import plan as plan_module
     from kuavo_train.data.prepare import prepare_curriculum_data
 
-    monkeypatch.setattr(plan_module, "_disk_free", lambda _path: 0)
+    monkeypatch.setattr(features_module, "free_bytes", lambda _path: 0)
     cache = _private_cache(demo_env, tmp_path)  # nothing cached yet
     cfg = demo_env.config(
         TASK_FILES[0], extra=[f"data.cache_dir={cache}", "data.feature_cache=on"], output=tmp_path / "run"
