@@ -1,10 +1,6 @@
-"""Does the anti-forgetting recipe work? The demo curriculum under four strategies, same budget.
-
-Strategies (every stage gets the same number of optimizer steps; the joint run gets their sum):
-  naive    sequential fine-tuning: no replay, the stage-1 lr in every stage, no VLM layer freezing
-  replay   + replay at the configured shares (lr and freezing as naive)
-  default  replay + lower lr per stage + freezing the lower VLM layers (the shipped defaults)
-  joint    all four tasks mixed 25% each, trained at once from scratch (the upper bound)
+"""Does the anti-forgetting recipe work? The demo curriculum under every strategy of
+benchmarks/strategies.py (naive, replay, seed_guide, replay_freeze, joint), same budget: every
+stage gets the same number of optimizer steps; the joint run gets their sum.
 
 Prints each strategy's final per-task validation loss (the last model on every task's held-out
 episodes), their average and the backward transfer (BWT, positive = forgetting), and writes

@@ -1,10 +1,14 @@
-"""The four training strategies the benchmarks compare, run through the real trainer.
+"""The training strategies the benchmarks compare, run through the real trainer.
 
-  naive    sequential fine-tuning: no replay, the stage-1 lr in every stage, no VLM layer freezing
-  replay   + replay at the configured shares (lr and freezing as naive)
-  default  replay + lower lr per stage + freezing the lower VLM layers (the shipped defaults)
-  joint    all tasks mixed in equal shares, trained at once from scratch (the multi-task upper bound);
-           same epochs of (stages x training.steps_per_epoch) steps.
+  naive          sequential fine-tuning: no replay, the stage-1 lr in every stage, no VLM layer freezing
+  replay         + replay at the configured shares (lr and freezing as naive)
+  seed_guide     the original guide's recipe, as the configs ship it: replay + lower lr per stage (the task
+                 files' task.training.lr) + freezing the lower VLM layers (policy.freeze_vlm_layers)
+  replay_freeze  the guide's replay and freezing at the stage-1 lr in every stage (the variation the first
+                 benchmark suggested: there the lower lr of later stages under-fitted them)
+  joint          all tasks mixed in equal shares, trained at once from the same start as stage 1
+                 (policy.pretrained_path, or scratch): the multi-task upper bound; same epochs of
+                 (stages x training.steps_per_epoch) steps.
 
 Same budget (SPEC §5): `equal_budget` fixes every epoch to the same number of optimizer steps
 (`training.steps_per_epoch`), so every sequential strategy runs the same steps per stage and the
@@ -19,7 +23,7 @@ import json
 from pathlib import Path
 
 from kuavo_train.config.load import load_config
-from kuavo_train.curriculum.paths import stage_paths
+from kuavo_train.curriculum.paths import is_stage_complete, stage_paths
 from kuavo_train.curriculum.run_all import run_all
 from kuavo_train.curriculum.stage import StageRunner
 from kuavo_train.data.prepare import prepare_curriculum_data
@@ -28,7 +32,8 @@ from kuavo_train.layout import CURRICULUM_RESULTS_FILE, STAGE_RESULTS_FILE
 SEQUENTIAL = {
     "naive": ["sequential.use_replay_buffer=false", "task.training.lr=1e-4", "policy.freeze_vlm_layers=0"],
     "replay": ["task.training.lr=1e-4", "policy.freeze_vlm_layers=0"],
-    "default": [],
+    "seed_guide": [],
+    "replay_freeze": ["task.training.lr=1e-4"],
 }
 STRATEGIES = (*SEQUENTIAL, "joint")
 
@@ -43,25 +48,34 @@ def equal_budget(epochs: int, steps_per_epoch: int) -> list[str]:
     ]
 
 
-def run_strategy(name: str, config_dir: Path, config_name: str, out: Path, overrides: list[str]) -> dict:
-    """Train ``name`` into ``out/name`` and return its curriculum_results.json."""
+def run_strategy(
+    name: str, config_dir: Path, config_name: str, out: Path, overrides: list[str], run_dir: Path | None = None
+) -> dict:
+    """Train ``name`` into ``run_dir`` (default out/name) and return its curriculum_results.json. Finished stages
+    are skipped and an interrupted one resumes (the trainer's own resume)."""
+    run_dir = run_dir or out / name
     if name == "joint":
-        return run_joint(config_dir, config_name, out, overrides)
-    code = run_all(config_dir, config_name, [*overrides, *SEQUENTIAL[name], f"training.output_directory={out / name}"])
+        return run_joint(config_dir, config_name, out, overrides, run_dir)
+    code = run_all(config_dir, config_name, [*overrides, *SEQUENTIAL[name], f"training.output_directory={run_dir}"])
     if code == 130:
-        raise KeyboardInterrupt(f"{name}: training interrupted; its partial outputs are in {out / name}")
-    return json.loads((out / name / CURRICULUM_RESULTS_FILE).read_text())
+        raise KeyboardInterrupt(f"{name}: training interrupted; its partial outputs are in {run_dir}")
+    return json.loads((run_dir / CURRICULUM_RESULTS_FILE).read_text())
 
 
-def run_joint(config_dir: Path, config_name: str, out: Path, overrides: list[str]) -> dict:
-    """One run of the last stage on an equal mix of every task, from scratch, with every stage's steps."""
-    cfg = joint_config(config_dir, config_name, out, overrides)
+def run_joint(config_dir: Path, config_name: str, out: Path, overrides: list[str], run_dir: Path | None = None) -> dict:
+    """One run of the last stage on an equal mix of every task, from stage 1's start (policy.pretrained_path or
+    scratch), with every stage's steps; into ``run_dir`` (default out/joint). A finished run is reused, an
+    interrupted one resumes from its last/."""
+    run_dir = run_dir or out / "joint"
+    cfg = joint_config(config_dir, config_name, run_dir, overrides)
     paths = stage_paths(cfg)
-    StageRunner(cfg, paths, prepare_curriculum_data(cfg, paths.run_root), init_path=None).run()
-    return json.loads((out / "joint" / CURRICULUM_RESULTS_FILE).read_text())
+    if not is_stage_complete(paths):
+        data = prepare_curriculum_data(cfg, paths.run_root)
+        StageRunner(cfg, paths, data, init_path=cfg.policy.pretrained_path).run()
+    return json.loads((run_dir / CURRICULUM_RESULTS_FILE).read_text())
 
 
-def joint_config(config_dir: Path, config_name: str, out: Path, overrides: list[str]):
+def joint_config(config_dir: Path, config_name: str, run_dir: Path, overrides: list[str]):
     """The joint run's config: the last stage, every task at an equal share, stages x steps per epoch."""
     base = load_config(config_dir, config_name, overrides)
     last_task = f"task={base.curriculum[-1]}"
@@ -77,11 +91,12 @@ def joint_config(config_dir: Path, config_name: str, out: Path, overrides: list[
         [
             *overrides,
             last_task,
-            f"training.output_directory={out / 'joint'}",
+            f"training.output_directory={run_dir}",
             f"sequential.stage{last.stage}_replay={mix}",
             "sequential.use_replay_buffer=true",
             f"training.steps_per_epoch={steps * len(last.tasks)}",
-            "task.training.lr=1e-4",  # the stage-1 lr: training starts from scratch
+            "task.training.lr=1e-4",  # the stage-1 lr: training starts where stage 1 does
+            "policy.freeze_vlm_layers=0",  # the upper bound trains every layer, as naive and replay do
         ],
     )
 

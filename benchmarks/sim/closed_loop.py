@@ -6,7 +6,9 @@ batch (one env per evaluation seed); every ``n_action_steps`` steps the policy p
 for all unfinished episodes, which is then executed open loop, as lerobot's action queue does.
 Evaluation seeds (``EVAL_SEED_OFFSET + i``) never overlap the demonstration seeds; the flow-matching
 noise comes from one generator seeded per task and drawn for the still-running episodes at every
-chunk, so a rerun of the same command gives the same numbers.
+chunk, so a rerun of the same command gives the same numbers. For the tasks of the language pair
+(``tasks.LANGUAGE_PAIR``) each episode also records whether the policy did the other task's
+behaviour instead (``tasks.OTHER_BEHAVIOUR``, tested on every step).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.sim.tasks import CAMERA_KEY, SimEnv, SimTask
+from benchmarks.sim.tasks import CAMERA_KEY, OTHER_BEHAVIOUR, SimEnv, SimTask
 
 EVAL_SEED_OFFSET = 1_000_000
 
@@ -27,6 +29,8 @@ class EpisodeOutcome:
     seed: int
     success: bool
     steps: int
+    # Language pair tasks only: the other task's behaviour was seen (None for the other tasks).
+    other_behaviour: bool | None = None
 
 
 def evaluate_policy(
@@ -47,19 +51,27 @@ def evaluate_policy(
     done = [False] * len(envs)
     steps = [max_steps] * len(envs)
     generator = torch.Generator().manual_seed(seed * 100 + task.id)
+    other_test = OTHER_BEHAVIOUR.get(task.name)
+    other = [False] * len(envs)
     t = 0
     while t < max_steps and not all(done):
         active = [i for i, d in enumerate(done) if not d]
         chunk = _predict_chunk(policy, [envs[i] for i in active], task, generator)
         for j, i in enumerate(active):
             for k in range(min(chunk.shape[1], max_steps - t)):
-                if envs[i].step(chunk[j, k]):
+                solved = envs[i].step(chunk[j, k])
+                if other_test is not None:
+                    other[i] = other[i] or other_test(envs[i].obs)
+                if solved:
                     done[i], steps[i] = True, t + k + 1
                     break
         t += chunk.shape[1]
     for env in envs:
         env.close()
-    return [EpisodeOutcome(s, d, n) for s, d, n in zip(seeds, done, steps, strict=True)]
+    return [
+        EpisodeOutcome(s, d, n, o if other_test is not None else None)
+        for s, d, n, o in zip(seeds, done, steps, other, strict=True)
+    ]
 
 
 def _predict_chunk(policy, envs: list[SimEnv], task: SimTask, generator: torch.Generator) -> np.ndarray:

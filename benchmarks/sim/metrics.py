@@ -37,3 +37,29 @@ def forgetting(matrix: Matrix, order: list[int]) -> dict[int, float]:
         task: max(matrix[s][task] for s in stages[:-1] if s >= k) - last[task]
         for k, task in enumerate(order[:-1], start=1)
     }
+
+
+def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float | None]:
+    """Mean over training seeds and the half-width of its t confidence interval (None for one seed).
+
+    The interval is over seeds (each seed's figure already averages its episodes), so it holds the
+    spread of training runs and of the episodes each was scored on."""
+    from scipy import stats
+
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, None
+    spread = stats.sem(values)
+    return mean, float(spread * stats.t.ppf((1 + confidence) / 2, n - 1)) if spread > 0 else 0.0
+
+
+def paired_difference(a: list[float], b: list[float], confidence: float = 0.95) -> tuple[float, float | None]:
+    """Mean and CI half-width of a - b over paired seeds (the same training seed and evaluation episodes)."""
+    return mean_ci([x - y for x, y in zip(a, b, strict=True)], confidence)
+
+
+def differs(difference: tuple[float, float | None]) -> bool:
+    """True when the interval of a paired difference excludes 0: only then does the text call a difference."""
+    mean, half = difference
+    return half is not None and abs(mean) > half

@@ -1,20 +1,33 @@
-"""Closed-loop proof of the curriculum: 4 Meta-World tasks, success matrices per training strategy.
+"""Closed-loop proof of the curriculum (v2): 4 held-out Meta-World tasks learned in sequence from a
+pretrained base, per training strategy, over several training seeds, with confidence intervals.
 
-    .venv/bin/python benchmarks/sim/run.py --strategy all --docs     # all four, writes docs/benchmarks.md
-    .venv/bin/python benchmarks/sim/run.py --strategy default        # one strategy
-    .venv/bin/python benchmarks/sim/run.py --smoke                   # minutes-sized check of the pipeline
+    .venv/bin/python benchmarks/sim/run.py --strategy all --docs      # every strategy, 3 seeds, docs/benchmarks.md
+    .venv/bin/python benchmarks/sim/run.py --strategy replay --seeds 0 # one strategy, one seed
+    .venv/bin/python benchmarks/sim/run.py --smoke                    # minutes-sized check of the pipeline
 
-For each strategy (benchmarks/strategies.py) it trains the curriculum of
-configs/policy/smolvla_sequential_metaworld.yaml with the real trainer, evaluates every stage's
-best/ checkpoint in closed loop on every task (success matrix S[stage][task], next to the
-validation-loss matrix of the same run) and prints average success, BWT and forgetting
-(benchmarks/sim/metrics.py). Expert demonstrations and the tiny backbone are made once under
---out and reused. Needs the `sim` extra (pip install -e '.[sim]') and an OSMesa library
-(Debian: apt-get install libosmesa6); rendering is on the CPU.
+1. The pretrained base (benchmarks/sim/pretrain.py): the tiny SmolVLA trained multi-task on 8 other
+   Meta-World tasks, built once and reused; its success on the curriculum tasks is measured and
+   printed (it should solve none of them).
+2. For each strategy (benchmarks/strategies.py) and training seed, the curriculum of
+   configs/policy/smolvla_sequential_metaworld.yaml is trained from that base with the real
+   trainer, and every stage's best/ is run in closed loop on every task: the success matrix
+   S[stage][task] (--eval-episodes per cell; the final model --final-episodes per task), next to
+   the validation-loss matrix of the same run, and for the language pair (reach and pick-place:
+   one scene, told apart only by the instruction) how often the final model did the other task.
+3. Every average, BWT and forgetting figure is reported as the mean over seeds +- a 95%
+   confidence interval (benchmarks/sim/metrics.py).
 
---full trains the real SmolVLA size (lerobot/smolvla_base, 512x512 inputs, bf16) on a GPU instead
-of the tiny backbone, on 224x224 renders and the compact 21-value state (the pretrained model takes
-at most 32 state values); it needs the weights in the HF cache or a network. Not yet run by us.
+Resumable: each (strategy, seed) writes <out>/<strategy>/seed<k>/sim_cell.json when done; a rerun
+skips those, resumes a half-trained run (the trainer's resume) and reuses demos, backbone and base.
+The settings are stored in <out>/benchmark_settings.json; another budget in the same --out is
+refused. Two processes may run disjoint --seeds or --strategy sets in one --out (2 cores: one each
+is about as fast as one process on both). Needs the `sim` extra (pip install -e '.[sim]') and an
+OSMesa library (Debian: apt-get install libosmesa6); rendering is on the CPU.
+
+--full trains the real SmolVLA size (lerobot/smolvla_base is then the base, 512x512 inputs, bf16) on
+a GPU instead of the tiny backbone, on 224x224 renders and the compact 21-value state (the
+pretrained model takes at most 32 state values); it needs the weights in the HF cache or a network.
+Not yet run by us.
 """
 
 from __future__ import annotations
@@ -25,7 +38,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -33,19 +46,24 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from benchmarks.sim import tasks as sim_tasks  # noqa: E402  (sets MUJOCO_GL before MuJoCo loads)
 from benchmarks.sim.closed_loop import evaluate_policy, load_policy, success_rate  # noqa: E402
-from benchmarks.sim.demos import DemoSpec, write_task_demos  # noqa: E402
+from benchmarks.sim.demos import DemoSpec  # noqa: E402
 from benchmarks.sim.metrics import backward_transfer, final_average, forgetting  # noqa: E402
-from benchmarks.sim.report import format_summary, load_summary, write_docs  # noqa: E402
+from benchmarks.sim.pretrain import PretrainSpec, demo_dir, pretrained_base, write_demos  # noqa: E402
+from benchmarks.sim.report import format_summary, write_docs  # noqa: E402
 from benchmarks.strategies import STRATEGIES, equal_budget, optimizer_steps, run_strategy  # noqa: E402
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
 from kuavo_train.config.schema import Config  # noqa: E402
-from kuavo_train.demo.assets import build_backbone_for  # noqa: E402
+from kuavo_train.demo.tiny_backbone import build_tiny_backbone  # noqa: E402
 from kuavo_train.device import DeviceChoice, choose_device  # noqa: E402
+from kuavo_train.files import write_json_atomically  # noqa: E402
 from kuavo_train.layout import MODEL_FILE, RunPaths  # noqa: E402
 from kuavo_train.training.loop import precision_label  # noqa: E402
 
 CONFIG_NAME = "smolvla_sequential_metaworld"
 RESULTS_FILE = "sim_results.json"
+CELL_FILE = "sim_cell.json"
+SETTINGS_FILE = "benchmark_settings.json"
+BASE_ZERO_SHOT_FILE = "zero_shot.json"
 FULL_OVERRIDES = [
     "policy.pretrained_path=lerobot/smolvla_base",
     "policy.vlm_model_name=HuggingFaceTB/SmolVLM2-500M-Video-Instruct",
@@ -61,13 +79,20 @@ FULL_OVERRIDES = [
 ]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Budget:
     demo: DemoSpec
     epochs: int
     steps_per_epoch: int
-    eval_episodes: int
+    eval_episodes: int  # per matrix cell (models before the last)
+    final_episodes: int  # per task for the final model
     eval_max_steps: int | None  # None = each task's own limit
+    num_tasks: int  # curriculum tasks (4; --smoke: 2)
+    pretrain: PretrainSpec
+
+    @property
+    def tasks(self) -> tuple[sim_tasks.SimTask, ...]:
+        return sim_tasks.SIM_TASKS[: self.num_tasks]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -79,23 +104,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         choices=[*STRATEGIES, "all"],
         help="one or more strategies, or all (default)",
     )
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (default 0 1 2)")
     parser.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="output dir (default outputs/sim, outputs/sim_smoke with --smoke); a strategy's dir "
-        "that already exists is refused, demos and backbone are reused",
+        "--out", type=Path, default=None, help="output dir (default outputs/sim_v2, outputs/sim_smoke with --smoke)"
     )
     parser.add_argument("--episodes", type=int, default=24, help="expert demonstrations per task (2 are held out)")
-    parser.add_argument("--epochs", type=int, default=8, help="epochs per stage")
-    parser.add_argument("--steps", type=int, default=100, help="optimizer steps per epoch")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="closed-loop episodes per (checkpoint, task)")
-    parser.add_argument("--smoke", action="store_true", help="tiny everything: checks the pipeline in a minute or two")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per stage")
+    parser.add_argument("--steps", type=int, default=75, help="optimizer steps per epoch")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="closed-loop episodes per matrix cell")
+    parser.add_argument("--final-episodes", type=int, default=30, help="closed-loop episodes per task, final model")
+    parser.add_argument("--pretrain-episodes", type=int, default=16, help="demonstrations per pretraining task")
+    parser.add_argument("--pretrain-epochs", type=int, default=5, help="epochs of the pretraining run")
+    parser.add_argument(
+        "--pretrain-steps", type=int, default=50, help="pretraining steps per epoch per task (x 8 tasks)"
+    )
+    parser.add_argument("--smoke", action="store_true", help="tiny everything: 2 tasks, 1 seed, a few steps")
     parser.add_argument("--full", action="store_true", help="real SmolVLA size on a GPU instead of the tiny backbone")
     parser.add_argument(
         "--report-only",
         action="store_true",
-        help="no training: print (and with --docs write) the tables of <out>/sim_results.json again",
+        help="no training: print (and with --docs write) the tables of the finished cells under --out again",
     )
     parser.add_argument(
         "--docs",
@@ -104,43 +132,68 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         const=REPO_ROOT / "docs",
         default=None,
         metavar="DIR",
-        help="write DIR/benchmarks.md and its heatmaps (DIR default: docs/)",
+        help="write DIR/benchmarks.md and its plots (DIR default: docs/)",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.smoke and "--seeds" not in (argv if argv is not None else sys.argv[1:]):
+        args.seeds = [0]
+    return args
 
 
 def budget_of(args: argparse.Namespace) -> Budget:
-    demo = DemoSpec(
-        episodes=3 if args.smoke else args.episodes, image_size=224 if args.full else 64, compact_state=args.full
-    )
+    size = 224 if args.full else 64
     if args.smoke:
-        return Budget(demo, epochs=1, steps_per_epoch=2, eval_episodes=1, eval_max_steps=16)
-    return Budget(demo, args.epochs, args.steps, args.eval_episodes, eval_max_steps=None)
+        demo = DemoSpec(episodes=3, image_size=size, compact_state=args.full)
+        pretrain = PretrainSpec(DemoSpec(episodes=3, image_size=size, compact_state=args.full), 1, 1)
+        return Budget(demo, 1, 2, 1, 2, eval_max_steps=16, num_tasks=2, pretrain=pretrain)
+    demo = DemoSpec(episodes=args.episodes, image_size=size, compact_state=args.full)
+    pretrain = PretrainSpec(
+        DemoSpec(episodes=args.pretrain_episodes, image_size=size, compact_state=args.full),
+        args.pretrain_epochs,
+        args.pretrain_steps,
+    )
+    return Budget(
+        demo,
+        args.epochs,
+        args.steps,
+        args.eval_episodes,
+        args.final_episodes,
+        eval_max_steps=None,
+        num_tasks=len(sim_tasks.SIM_TASKS),
+        pretrain=pretrain,
+    )
 
 
-def config_overrides(out: Path, budget: Budget, full: bool) -> list[str]:
-    demo = budget.demo
-    data_dir = out / f"demos_{demo.episodes}ep_{demo.image_size}px_{demo.state_dim}d"
-    overrides = [f"data.roots.{t.name}={data_dir / t.dirname}" for t in sim_tasks.SIM_TASKS]
+def check_settings(out: Path, budget: Budget, full: bool) -> None:
+    """One budget per --out: a rerun with other settings would mix cells of two budgets in one table."""
+    settings = {"budget": asdict(budget), "full": full}
+    path = out / SETTINGS_FILE
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored != json.loads(json.dumps(settings)):
+            raise SystemExit(
+                f"error: {out} holds a run with other settings ({path}); use another --out, or the same options"
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(path, settings)
+
+
+def curriculum_overrides(out: Path, budget: Budget) -> list[str]:
+    root = demo_dir(out, budget.demo, "demos")
+    overrides = [f"data.roots.{t.name}={root / t.dirname}" for t in budget.tasks]
+    if budget.num_tasks < len(sim_tasks.SIM_TASKS):
+        overrides.append("curriculum=[" + ",".join(f"tasks/metaworld/{t.dirname}" for t in budget.tasks) + "]")
+        overrides += [f"~data.roots.{t.name}" for t in sim_tasks.SIM_TASKS[budget.num_tasks :]]
     overrides += [f"data.cache_dir={out / 'cache'}", *equal_budget(budget.epochs, budget.steps_per_epoch)]
     if budget.demo.episodes < 4:
         overrides.append("training.validation_episodes=1")
-    return [*overrides, *FULL_OVERRIDES] if full else [*overrides, f"policy.vlm_model_name={out / 'tiny_smolvlm'}"]
+    return overrides
 
 
-def refuse_existing_runs(out: Path, names: list[str]) -> None:
-    """A finished stage would be skipped and its old model evaluated under the new budget: never mix runs."""
-    existing = [str(out / name) for name in names if (out / name).exists()]
-    if existing:
-        raise SystemExit(
-            f"error: {', '.join(existing)} already exist(s) (an earlier run); delete them or choose "
-            "another --out (demos and the backbone under --out are reused)"
-        )
-
-
-def check_tasks_match(cfg: Config) -> None:
+def check_tasks_match(cfg: Config, tasks: tuple[sim_tasks.SimTask, ...]) -> None:
     """The training config and the simulator must describe the same tasks with the same instructions."""
-    for task_cfg, sim in zip(cfg.tasks, sim_tasks.SIM_TASKS, strict=True):
+    for task_cfg, sim in zip(cfg.tasks, tasks, strict=True):
         if (task_cfg.id, task_cfg.name, task_cfg.language_instruction) != (sim.id, sim.name, sim.instruction):
             raise SystemExit(
                 f"error: {task_cfg.name} in configs/policy/tasks/metaworld does not match "
@@ -148,62 +201,162 @@ def check_tasks_match(cfg: Config) -> None:
             )
 
 
-def build_assets(cfg: Config, budget: Budget, full: bool) -> None:
-    if not full:
-        build_backbone_for(cfg)
-    for task_cfg, sim in zip(cfg.tasks, sim_tasks.SIM_TASKS, strict=True):
-        started = time.perf_counter()
-        write_task_demos(sim, Path(task_cfg.data.root), budget.demo)
-        print(f"demos: {sim.name} -> {task_cfg.data.root} ({time.perf_counter() - started:.0f}s)")
+def build_backbone(out: Path, cfg: Config) -> Path:
+    """The tiny backbone; its tokenizer knows the instructions of the curriculum and the pretraining tasks."""
+    instructions = [t.instruction for t in (*sim_tasks.SIM_TASKS, *sim_tasks.PRETRAIN_TASKS)]
+    return build_tiny_backbone(
+        out / "tiny_smolvlm",
+        instructions=instructions,
+        image_size=cfg.policy.resize_imgs_with_padding[0],
+        num_text_layers=cfg.policy.num_vlm_layers,
+    )
 
 
-def success_matrix(
-    run_dir: Path, strategy: str, budget: Budget, device: str
-) -> tuple[dict[int, dict[int, float]], dict]:
-    """S[stage][task] for every stage's best/ (only the final model for the joint run)."""
-    stages = [len(sim_tasks.SIM_TASKS)] if strategy == "joint" else range(1, len(sim_tasks.SIM_TASKS) + 1)
-    final_dir = sim_tasks.SIM_TASKS[-1].dirname
+def prepare(out: Path, budget: Budget, full: bool) -> tuple[list[str], dict]:
+    """Demonstrations, backbone and pretrained base; the overrides every strategy trains with, and the base's
+    description (where it is, what it cost, its success on the curriculum tasks)."""
+    overrides = curriculum_overrides(out, budget)
+    cfg = load_config(DEFAULT_CONFIG_DIR, CONFIG_NAME, [*overrides, *(FULL_OVERRIDES if full else [])])
+    check_tasks_match(cfg, budget.tasks)
+    started = time.perf_counter()
+    write_demos(budget.tasks, demo_dir(out, budget.demo, "demos"), budget.demo)
+    if full:
+        return [*overrides, *FULL_OVERRIDES], {"checkpoint": "lerobot/smolvla_base", "zero_shot": None}
+    backbone = build_backbone(out, cfg)
+    overrides.append(f"policy.vlm_model_name={backbone}")
+    base = pretrained_base(out, budget.pretrain, backbone, [])
+    overrides.append(f"policy.pretrained_path={base}")
+    description = {
+        "checkpoint": str(base),
+        "tasks": [t.env_name for t in sim_tasks.PRETRAIN_TASKS],
+        "optimizer_steps": budget.pretrain.optimizer_steps,
+        "episodes_per_task": budget.pretrain.demo.episodes,
+        "zero_shot": base_zero_shot(base, budget),
+        "seconds_this_run": time.perf_counter() - started,
+    }
+    return overrides, description
+
+
+def with_untrained_instructions(policy, tasks: tuple[sim_tasks.SimTask, ...]):
+    """The wrapper refuses instructions its model was not trained on (a deployment safeguard); the base is scored
+    on the curriculum's new instructions on purpose, so they are entered with the base's features (every sim task
+    has the same camera, state and action sizes) and reach the model verbatim."""
+    features = policy.schema.tasks[0]
+    for task in tasks:
+        policy._resolved[task.instruction] = replace(
+            features, task_id=1000 + task.id, name=task.name, instruction=task.instruction
+        )
+    return policy
+
+
+def base_zero_shot(base: Path, budget: Budget) -> dict[int, float]:
+    """The base's success on each curriculum task (measured once per base; it should be near 0)."""
+    path = base.parent.parent / BASE_ZERO_SHOT_FILE
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    key = str(budget.eval_episodes)
+    if key not in stored:
+        policy = with_untrained_instructions(load_policy(base, "cpu"), budget.tasks)
+        stored[key] = {
+            str(task.id): success_rate(
+                evaluate_policy(policy, task, budget.eval_episodes, budget.demo.image_size, budget.eval_max_steps)
+            )
+            for task in budget.tasks
+        }
+        write_json_atomically(path, stored)
+    result = {int(task): value for task, value in stored[key].items()}
+    print(
+        "pretrained base on the curriculum tasks: "
+        + ", ".join(f"{t.name} {100 * result[t.id]:.0f}%" for t in budget.tasks if t.id in result)
+    )
+    return result
+
+
+def evaluate_cell(run_dir: Path, strategy: str, seed: int, budget: Budget, device: str) -> tuple[dict, dict]:
+    """S[stage][task] for every stage's best/ (only the final model for the joint run), and every episode.
+    The final model gets ``final_episodes`` per task, the others ``eval_episodes``; seed k scores on
+    evaluation episodes of its own."""
+    tasks = budget.tasks
+    last = len(tasks)
+    stages = [last] if strategy == "joint" else range(1, last + 1)
     matrix, episodes = {}, {}
     for stage in stages:
-        dirname = final_dir if strategy == "joint" else sim_tasks.SIM_TASKS[stage - 1].dirname
+        dirname = tasks[-1].dirname if strategy == "joint" else tasks[stage - 1].dirname
         policy = load_policy(RunPaths(run_dir).stage(dirname).best, device)
+        count = budget.final_episodes if stage == last else budget.eval_episodes
         matrix[stage] = {}
-        for task in sim_tasks.SIM_TASKS:
+        for task in tasks:
             outcomes = evaluate_policy(
                 policy,
                 task,
-                budget.eval_episodes,
+                count,
                 budget.demo.image_size,
                 budget.eval_max_steps,
+                seed=seed,
                 compact_state=budget.demo.compact_state,
             )
             matrix[stage][task.id] = success_rate(outcomes)
             episodes[f"{stage}/{task.id}"] = [vars(o) for o in outcomes]
             print(
-                f"closed loop [{strategy}] stage {stage} model on {task.name}: "
+                f"closed loop [{strategy} seed {seed}] stage {stage} model on {task.name}: "
                 f"{sum(o.success for o in outcomes)}/{len(outcomes)} solved"
             )
     return matrix, episodes
 
 
-def evaluate_strategy(name: str, out: Path, overrides: list[str], budget: Budget, device: str) -> dict:
+def language_switching(episodes: dict, last: int, tasks: tuple[sim_tasks.SimTask, ...]) -> dict[str, dict]:
+    """For the final model and each instruction of the language pair: success of the instructed task and the rate
+    of doing the other task's behaviour instead, on the shared scene."""
+    result = {}
+    for task in tasks:
+        if task.name not in sim_tasks.LANGUAGE_PAIR:
+            continue
+        outcomes = episodes[f"{last}/{task.id}"]
+        result[task.name] = {
+            "success": sum(o["success"] for o in outcomes) / len(outcomes),
+            "other_behaviour": sum(bool(o["other_behaviour"]) for o in outcomes) / len(outcomes),
+            "episodes": len(outcomes),
+        }
+    return result
+
+
+def run_cell(name: str, seed: int, out: Path, overrides: list[str], budget: Budget, device: str) -> dict:
+    """Train and score one (strategy, seed); reuses its sim_cell.json when it already finished."""
+    run_dir = out / name / f"seed{seed}"
+    cell_path = run_dir / CELL_FILE
+    if cell_path.is_file():
+        print(f"[{name} seed {seed}] finished earlier: {cell_path}")
+        return json.loads(cell_path.read_text())
     started = time.perf_counter()
-    losses = run_strategy(name, DEFAULT_CONFIG_DIR, CONFIG_NAME, out, overrides)
+    losses = run_strategy(name, DEFAULT_CONFIG_DIR, CONFIG_NAME, out, [*overrides, f"training.seed={seed}"], run_dir)
     trained = time.perf_counter()
-    matrix, episodes = success_matrix(out / name, name, budget, device)
-    order = [t.id for t in sim_tasks.SIM_TASKS]
-    return {
+    matrix, episodes = evaluate_cell(run_dir, name, seed, budget, device)
+    order = [t.id for t in budget.tasks]
+    cell = {
         "strategy": name,
+        "seed": seed,
         "success_matrix": matrix,
         "average_success": final_average(matrix),
         "bwt_success": backward_transfer(matrix, order) if name != "joint" else None,
         "forgetting_success": forgetting(matrix, order),
+        "language": language_switching(episodes, len(order), budget.tasks),
         "loss_matrix": losses["loss_matrix"],
         "loss_metrics": losses["metrics"],
         "episodes": episodes,
-        "optimizer_steps": optimizer_steps(out / name),
+        "optimizer_steps": optimizer_steps(run_dir),
         "seconds": {"train": trained - started, "closed_loop": time.perf_counter() - trained},
     }
+    write_json_atomically(cell_path, cell)
+    return json.loads(cell_path.read_text())  # as a rerun will read it (string keys)
+
+
+def collect_cells(out: Path) -> dict[str, dict[str, dict]]:
+    """Every finished (strategy, seed) under ``out``, in the strategies' order."""
+    cells: dict[str, dict[str, dict]] = {}
+    for name in STRATEGIES:
+        for path in sorted((out / name).glob(f"seed*/{CELL_FILE}")):
+            cell = json.loads(path.read_text())
+            cells.setdefault(name, {})[str(cell["seed"])] = cell
+    return cells
 
 
 def cpu_name() -> str:
@@ -268,41 +421,43 @@ def checkpoint_parameters(policy_dir: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     budget = budget_of(args)
-    out = (args.out or REPO_ROOT / "outputs" / ("sim_smoke" if args.smoke else "sim")).resolve()
+    out = (args.out or REPO_ROOT / "outputs" / ("sim_smoke" if args.smoke else "sim_v2")).resolve()
     if args.report_only:
-        return report(load_summary(out / RESULTS_FILE), args.docs)
+        summary = json.loads((out / RESULTS_FILE).read_text())
+        return report({**summary, "strategies": collect_cells(out)}, args.docs)
     names = list(STRATEGIES) if "all" in args.strategy else list(dict.fromkeys(args.strategy))
-    refuse_existing_runs(out, names)
-    overrides = config_overrides(out, budget, args.full)
-    cfg = load_config(DEFAULT_CONFIG_DIR, CONFIG_NAME, overrides)
-    check_tasks_match(cfg)
-    choice = choose_device(cfg.training.device)  # what every stage's training.device resolves to
+    check_settings(out, budget, args.full)
     started = time.perf_counter()
-    build_assets(cfg, budget, args.full)
-    demo_seconds = time.perf_counter() - started
-    results = {name: evaluate_strategy(name, out, overrides, budget, str(choice.device)) for name in names}
+    overrides, base = prepare(out, budget, args.full)
+    cfg = load_config(DEFAULT_CONFIG_DIR, CONFIG_NAME, overrides)
+    choice = choose_device(cfg.training.device)  # what every stage's training.device resolves to
+    prepared = time.perf_counter()
+    for name in names:
+        for seed in args.seeds:
+            run_cell(name, seed, out, overrides, budget, str(choice.device))
     model = model_description(cfg)
-    first = names[0]
-    model["parameters"] = checkpoint_parameters(
-        RunPaths(out / first).stage(sim_tasks.SIM_TASKS[-1 if first == "joint" else 0].dirname).best
-    )
+    first = out / names[0] / f"seed{args.seeds[0]}"
+    model["parameters"] = checkpoint_parameters(RunPaths(first).stage(budget.tasks[-1].dirname).best)
     summary = {
         "command": " ".join(["benchmarks/sim/run.py", *(argv if argv is not None else sys.argv[1:])]),
         "machine": machine_description(choice),
         "model": model,
         "device": device_description(cfg, choice),
         "budget": {
+            "tasks": [t.name for t in budget.tasks],
             "episodes": budget.demo.episodes,
             "validation_episodes": cfg.training.validation_episodes,
             "epochs": budget.epochs,
             "steps_per_epoch": budget.steps_per_epoch,
             "batch_size": cfg.training.batch_size,
             "eval_episodes": budget.eval_episodes,
+            "final_episodes": budget.final_episodes,
         },
-        "seconds": {"demos": demo_seconds, "total": time.perf_counter() - started},
-        "strategies": results,
+        "base": base,
+        "seconds": {"prepare": prepared - started, "this_run": time.perf_counter() - started},
+        "strategies": collect_cells(out),
     }
-    (out / RESULTS_FILE).write_text(json.dumps(summary, indent=2))
+    write_json_atomically(out / RESULTS_FILE, summary)
     print(f"\nresults: {out / RESULTS_FILE}")
     return report(summary, args.docs)
 

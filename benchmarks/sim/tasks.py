@@ -1,19 +1,27 @@
-"""The four Meta-World tasks of the closed-loop benchmark and the environment they run in.
+"""The Meta-World tasks of the closed-loop benchmark and the environment they run in.
 
-Why these four (curriculum order): three of them share ONE scene — the Sawyer arm, a puck on the
-table and a goal point — and differ in what to do with it, so the language instruction is what
-tells the policy which behaviour is wanted (the state helps only partly: push's goal lies on the
-table, while reach and pick-place both draw theirs in the air, from overlapping ranges):
+Two sets, disjoint (as lerobot/smolvla_base never saw the Kuavo tasks):
 
-  1 reach        move the gripper to the goal                     (skill: reach)
-  2 push         slide the puck along the table to the goal       (reach + push)
-  3 pick-place   grasp the puck and carry it to the goal in the air (reach + grasp + carry)
-  4 drawer-close push an open drawer shut                          (reach + push, new scene)
+PRETRAIN_TASKS (8): the pretrained base's tasks (benchmarks/sim/pretrain.py), trained multi-task
+  once: push, drawer-close, button-press-topdown, window-open, door-open, plate-slide,
+  handle-press, coffee-button. They teach the arm, the camera and the common skills (reach an
+  object, push, press, pull a handle) without any curriculum task.
 
-Training stage 2 (push) after stage 1 (reach) on the same observations teaches a different action
-for the same situation: a model without replay drifts towards pushing and forgets to reach; stage
-3 shares the reach-to-puck phase with stage 2 but then lifts instead of sliding. Task 4 adds a new
-scene that reuses the pushing skill, so the benchmark also shows transfer, not only conflict.
+SIM_TASKS (4), the curriculum, in order; each one new to the base:
+  1 reach        move the gripper to the goal, leave the puck    (the puck scene)
+  2 faucet-open  rotate a faucet handle to the open side         (a new scene)
+  3 pick-place   grasp the puck and carry it to the goal in the air (the puck scene again)
+  4 drawer-open  grasp a drawer's handle and pull it out         (the drawer scene; the base knows
+                                                                  only pushing it shut)
+
+Why these: reach and pick-place share ONE scene and initial-state distribution (Meta-World draws
+puck and goal from the same ranges; the same reset seed gives the same observation, tested), so
+only the instruction tells them apart: the language-switching check (LANGUAGE_PAIR). Stage 3
+teaches a different action for the same observations as stage 1, the hardest case for
+forgetting. Faucet-open and drawer-open bring scenes of their own, and drawer-open is the reverse
+of a pretraining skill (drawer-close), so the base's habit must be overridden by the instruction.
+None of the four is solved by the base or by an earlier stage's model (docs/benchmarks.md shows
+both); all four are solved by Meta-World's scripted experts in 40-95 steps.
 
 Observations are Meta-World's full 39-dim vector with the goal visible (hand xyz, gripper
 opening, object poses, the previous frame, goal xyz) plus one 64x64 RGB camera; actions are
@@ -58,10 +66,41 @@ class SimTask:
 
 SIM_TASKS = (
     SimTask(1, "reach", "reach-v3", "Move the gripper to the goal position.", 150),
-    SimTask(2, "push", "push-v3", "Push the puck along the table to the goal.", 150),
+    SimTask(2, "faucet_open", "faucet-open-v3", "Turn the faucet handle to open the faucet.", 150),
     SimTask(3, "pick_place", "pick-place-v3", "Pick up the puck and place it at the goal.", 150),
-    SimTask(4, "drawer_close", "drawer-close-v3", "Push the drawer closed.", 150),
+    SimTask(4, "drawer_open", "drawer-open-v3", "Pull the drawer open.", 150),
 )
+PRETRAIN_TASKS = (
+    SimTask(1, "push", "push-v3", "Push the puck along the table to the goal.", 150),
+    SimTask(2, "drawer_close", "drawer-close-v3", "Push the drawer closed.", 150),
+    SimTask(3, "button_press_topdown", "button-press-topdown-v3", "Press the button down from above.", 150),
+    SimTask(4, "window_open", "window-open-v3", "Slide the window open.", 150),
+    SimTask(5, "door_open", "door-open-v3", "Open the door by its handle.", 150),
+    SimTask(6, "plate_slide", "plate-slide-v3", "Slide the plate into the goal.", 150),
+    SimTask(7, "handle_press", "handle-press-v3", "Press the handle down.", 150),
+    SimTask(8, "coffee_button", "coffee-button-v3", "Press the button on the coffee machine.", 150),
+)
+
+
+def _hand_at_goal(obs: np.ndarray) -> bool:
+    """reach-v3's success test (tcp within 5 cm of the goal), from the observation."""
+    return bool(np.linalg.norm(obs[0:3] - obs[36:39]) <= 0.05)
+
+
+def _puck_at_goal(obs: np.ndarray) -> bool:
+    """pick-place-v3's success test (puck within 7 cm of the goal), from the observation."""
+    return bool(np.linalg.norm(obs[4:7] - obs[36:39]) <= 0.07)
+
+
+def _reached_without_the_puck(obs: np.ndarray) -> bool:
+    return _hand_at_goal(obs) and not _puck_at_goal(obs)
+
+
+# The two curriculum tasks of one scene, and for each the test of "did the OTHER task's behaviour instead",
+# judged on every step's full observation: under the reach instruction, carrying the puck to the goal; under the
+# pick-place instruction, bringing the empty gripper to the goal (the puck left behind).
+LANGUAGE_PAIR = ("reach", "pick_place")
+OTHER_BEHAVIOUR = {"reach": _puck_at_goal, "pick_place": _reached_without_the_puck}
 
 
 @cache

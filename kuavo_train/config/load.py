@@ -117,8 +117,11 @@ def _split_overrides(overrides) -> tuple[str | None, list[str], list[str], dict[
     task_file, task_overrides, base_overrides, roots = None, [], [], {}
     for item in overrides:
         key, sep, value = item.partition("=")
+        if not sep and key.startswith("~"):  # Hydra's delete: ~data.roots.<name> drops a YAML entry
+            base_overrides.append(item)
+            continue
         if not sep:
-            raise KuavoError(f"override '{item}' is not of the form key=value")
+            raise KuavoError(f"override '{item}' is not of the form key=value (or ~key to delete one)")
         bare = key.lstrip("+~")
         prefix = key[: len(key) - len(bare)]
         if key == "task":

@@ -214,7 +214,9 @@ class StageRunner:
         return rank_batch_size(self.cfg, self.dist.world_size)
 
     def _check_parent_compatible(self) -> None:
-        if self.init_path is None or not (Path(str(self.init_path)) / CHECKPOINT_META_FILE).is_file():
+        """A run's stages share one normalization; a checkpoint from elsewhere (a base) is fine-tuned under ours."""
+        previous = stage_paths(self.cfg, self.cfg.tasks[self.cfg.stage - 2]).best if self.cfg.stage > 1 else None
+        if previous is None or str(self.init_path) != str(previous) or not (previous / CHECKPOINT_META_FILE).is_file():
             return
         parent = read_checkpoint_meta(Path(self.init_path))
         if parent.get("stats_hash") != self.stats_hash:

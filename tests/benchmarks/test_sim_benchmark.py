@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.usefixtures("sim_available")
 
 
-def test_smoke_run_trains_evaluates_and_writes_the_tables(tmp_path):
+def test_smoke_run_pretrains_a_base_trains_from_it_evaluates_and_writes_the_tables(tmp_path):
     out, docs = tmp_path / "sim", tmp_path / "docs"
     command = [
         sys.executable,
@@ -28,36 +29,42 @@ def test_smoke_run_trains_evaluates_and_writes_the_tables(tmp_path):
         "--docs",
         str(docs),
     ]
-    proc = subprocess.run(
-        command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env={**os.environ, "HF_HUB_OFFLINE": "1"}
-    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "pretrained base on the curriculum tasks: reach" in proc.stdout
     assert "Closed-loop success of the final model per task" in proc.stdout
 
     summary = json.loads((out / "sim_results.json").read_text())
-    naive, joint = summary["strategies"]["naive"], summary["strategies"]["joint"]
-    assert sorted(naive["success_matrix"]) == ["1", "2", "3", "4"]  # one row per stage's best/
-    assert list(joint["success_matrix"]) == ["4"]  # the joint run has one model
-    for result in (naive, joint):
-        for row in result["success_matrix"].values():
-            assert sorted(row) == ["1", "2", "3", "4"] and all(0.0 <= v <= 1.0 for v in row.values())
-        assert result["loss_matrix"], "the validation-loss matrix of the same run belongs next to the successes"
-        assert all(len(episodes) == 1 for episodes in result["episodes"].values())  # --smoke: one episode each
+    naive, joint = summary["strategies"]["naive"]["0"], summary["strategies"]["joint"]["0"]
+    assert sorted(naive["success_matrix"]) == ["1", "2"]  # --smoke: 2 tasks, one row per stage's best/
+    assert list(joint["success_matrix"]) == ["2"]  # the joint run has one model
+    for cell in (naive, joint):
+        for row in cell["success_matrix"].values():
+            assert sorted(row) == ["1", "2"] and all(0.0 <= v <= 1.0 for v in row.values())
+        assert cell["loss_matrix"], "the validation-loss matrix of the same run belongs next to the successes"
+        assert len(cell["episodes"]["2/1"]) == 2  # the final model: --final-episodes (2 in --smoke)
+    assert len(naive["episodes"]["1/1"]) == 1  # earlier models: --eval-episodes (1 in --smoke)
     assert naive["bwt_success"] is not None and joint["bwt_success"] is None
-    # Same budget: --smoke is 1 epoch x 2 steps per stage, so 4 x 2 steps for naive and for the joint run.
-    assert naive["optimizer_steps"] == joint["optimizer_steps"] == 8
-    for task_dir in ("task1_reach", "task2_push", "task3_pick_place", "task4_drawer_close"):
-        assert (out / "naive" / task_dir / "best" / "model.safetensors").is_file()
+    # Same budget: --smoke is 1 epoch x 2 steps per stage, so 2 x 2 steps for naive and for the joint run.
+    assert naive["optimizer_steps"] == joint["optimizer_steps"] == 4
 
-    # What it ran on, from the config (tiny backbone, training.device=cpu) and the checkpoint it trained.
-    assert summary["model"]["vlm"] == "tiny_smolvlm" and summary["model"]["vlm_weights"] == "random init"
-    assert summary["model"]["parameters"] > 0 and summary["device"]["device"] == "cpu"
+    # Stage 1 and the joint run start from the pretrained base, a lerobot checkpoint trained on other tasks.
+    base = Path(summary["base"]["checkpoint"])
+    assert (base / "model.safetensors").is_file() and (base / "config.json").is_file()
+    assert set(summary["base"]["zero_shot"]) == {"1", "2"}
+    assert f"start from: {base}" in proc.stdout
+    assert "stage 1" in summary["model"]["pretrained_policy"] or summary["model"]["pretrained_policy"] == str(base)
 
     page = (docs / "benchmarks.md").read_text()
-    assert "| naive |" in page and "| joint |" in page and "benchmarks/sim/run.py --smoke" in page
-    assert "Model: VLM backbone `tiny_smolvlm` (random init, 4 layers, 2 frozen), 64x64 images" in page
-    assert f"Device: cpu (fp32) on {summary['machine']}." in page
+    assert "| naive | 1 |" in page and "| joint | 1 |" in page and "benchmarks/sim/run.py --smoke" in page
     assert (docs / "img" / "sim_success_matrices.png").stat().st_size > 5000
+
+    # Resumable: a rerun skips the finished cells and the base (nothing is trained again).
+    again = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, env=env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "[naive seed 0] finished earlier" in again.stdout and "[joint seed 0] finished earlier" in again.stdout
+    assert "=== Stage" not in again.stdout
 
 
 @pytest.mark.parametrize("config_name", ["smolvla_sequential_metaworld", "smolvla_sequential_demo"])

@@ -109,3 +109,36 @@ def test_a_dir_the_writer_did_not_start_is_refused_and_left_alone(tmp_path):
     with pytest.raises(FileExistsError, match="delete it or choose another --out"):
         write_task_demos(SIM_TASKS[0], foreign, DemoSpec(episodes=1, image_size=32))
     assert (foreign / "mine.txt").read_text() == "user data"
+
+
+def test_reach_and_pick_place_share_one_scene_so_only_the_instruction_tells_them_apart():
+    from benchmarks.sim.tasks import LANGUAGE_PAIR, SIM_TASKS, SimEnv
+
+    reach, pick = (SimEnv(next(t for t in SIM_TASKS if t.name == name), image_size=32) for name in LANGUAGE_PAIR)
+    for seed in (0, 5, 1_000_003):
+        np.testing.assert_array_equal(reach.reset(seed), pick.reset(seed))
+    assert np.abs(reach.render().astype(int) - pick.render()).mean() < 1.0  # the same picture
+    reach.close()
+    pick.close()
+
+
+@pytest.mark.parametrize("name", ["reach", "pick_place"])
+def test_the_other_behaviour_test_matches_the_other_tasks_success(name):
+    """Run each pair task's expert: the other task's test (OTHER_BEHAVIOUR) must say 'the other task was done' when
+    the expert of the OTHER task succeeds, and not when this task's own expert succeeds."""
+    from benchmarks.sim.tasks import LANGUAGE_PAIR, OTHER_BEHAVIOUR, SIM_TASKS, SimEnv
+
+    other_name = next(n for n in LANGUAGE_PAIR if n != name)
+    own_env = SimEnv(next(t for t in SIM_TASKS if t.name == name), image_size=32)
+    other_env = SimEnv(next(t for t in SIM_TASKS if t.name == other_name), image_size=32)
+    for env, expect in ((other_env, True), (own_env, False)):
+        env.reset(3)
+        seen = False
+        for _ in range(env.task.max_steps):
+            solved = env.step(env.expert_action())
+            seen = seen or OTHER_BEHAVIOUR[name](env.obs)
+            if solved:
+                break
+        assert solved, f"the {env.task.name} expert must solve seed 3"
+        assert seen == expect, f"under the {name} instruction, the {env.task.name} expert's rollout"
+        env.close()

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks.sim import run as sim_run
-from benchmarks.sim.report import NOTES_MARKER, final_table, write_docs
+from benchmarks.sim.report import NOTES_MARKER, difference_table, final_table, language_table, write_docs
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config
 from kuavo_train.device import DeviceChoice
 
@@ -41,51 +42,94 @@ FULL_GPU = {
 }
 
 
-def _summary(success_after_4: float, setup: dict = TINY_CPU) -> dict:
-    rows = {stage: {task: (1.0 if task == stage else 0.0) for task in range(1, 5)} for stage in range(1, 5)}
-    rows[4] = {1: success_after_4, 2: 0.5, 3: 0.25, 4: 1.0}
-    losses = {str(stage): {str(task): 0.1 * task for task in range(1, 5)} for stage in range(1, 5)}
-    result = {
-        "strategy": "default",
+def _cell(name: str, seed: int, final: list[float], bwt: float | None = -0.5) -> dict:
+    """A sim_cell.json as run.py writes it (JSON: string keys); earlier rows solve only their own task."""
+    last = len(final)
+    rows = {str(s): {str(t): (1.0 if t == s else 0.0) for t in range(1, last + 1)} for s in range(1, last)}
+    rows[str(last)] = {str(task): value for task, value in enumerate(final, start=1)}
+    if name == "joint":
+        rows = {str(last): rows[str(last)]}
+    return {
+        "strategy": name,
+        "seed": seed,
         "success_matrix": rows,
-        "average_success": sum(rows[4].values()) / 4,
-        "bwt_success": -0.5,
+        "average_success": sum(final) / 4,
+        "bwt_success": None if name == "joint" else bwt,
+        "forgetting_success": {} if name == "joint" else {"1": 0.25, "2": 0.5, "3": 0.75},
+        "language": {
+            "reach": {"success": final[0], "other_behaviour": 0.1, "episodes": 30},
+            "pick_place": {"success": final[2], "other_behaviour": 0.2, "episodes": 30},
+        }
+        if last > 2
+        else {},
+        "loss_matrix": {str(s): {str(t): 0.1 * t for t in range(1, last + 1)} for s in rows},
         "optimizer_steps": 900,
-        "forgetting_success": {1: 0.25, 2: 0.5, 3: 0.75},
-        "loss_matrix": losses,
-        "seconds": {"train": 1.0, "closed_loop": 2.0},
+        "seconds": {"train": 60.0 * (2 if name == "joint" else 1), "closed_loop": 2.0},
     }
+
+
+def _summary(success_after_4: float, setup: dict = TINY_CPU) -> dict:
+    finals = {0: [success_after_4, 0.5, 0.25, 1.0], 1: [success_after_4, 0.5, 0.25, 1.0]}
     return {
         "command": "benchmarks/sim/run.py --docs",
         **setup,
-        "seconds": {"demos": 1.0, "total": 60.0},
+        "seconds": {"prepare": 1.0, "this_run": 60.0},
         "budget": {
+            "tasks": ["reach", "faucet_open", "pick_place", "drawer_open"],
             "episodes": 4,
             "validation_episodes": 1,
             "epochs": 1,
             "steps_per_epoch": 2,
             "batch_size": 8,
-            "eval_episodes": 1,
+            "eval_episodes": 10,
+            "final_episodes": 30,
         },
-        "strategies": {"default": result},
+        "base": {"checkpoint": "-", "zero_shot": None},
+        "strategies": {
+            "naive": {str(s): _cell("naive", s, [0.0, 0.0, 0.0, 1.0]) for s in finals},
+            "seed_guide": {str(s): _cell("seed_guide", s, f) for s, f in finals.items()},
+        },
     }
 
 
-def test_final_table_shows_the_last_row_average_and_bwt():
-    table = final_table(_summary(0.75))
+def test_final_table_shows_mean_and_interval_over_seeds():
+    summary = _summary(0.75)
+    # Seeds that disagree: reach 0.6 and 0.9 -> mean 75, t(1) 95% half-width 12.706 * 0.15 = 191 (clipped by nothing).
+    summary["strategies"]["seed_guide"]["1"]["success_matrix"]["4"]["1"] = 0.6
+    summary["strategies"]["seed_guide"]["0"]["success_matrix"]["4"]["1"] = 0.9
+    table = final_table(summary)
     assert (
-        "| default | 75% | 50% | 25% | 100% | 62% | -50 pts | reach 25, push 50, pick_place 75 pts | 0.250 | 900 |"
+        "| seed_guide | 2 | 75 ± 191 | 50 ± 0 | 25 ± 0 | 100 ± 0 | 62 ± 0 | -50 ± 0 | 50 ± 0 | 900 | 1.0 | 1.00x |"
         in table
     )
+    assert "| naive | 2 | 0 ± 0 | 0 ± 0 | 0 ± 0 | 100 ± 0 | 25 ± 0 |" in table
+
+
+def test_differences_are_paired_by_seed_and_bold_only_when_the_interval_excludes_zero():
+    summary = _summary(0.75)
+    table = difference_table(summary)
+    # seed_guide - naive = +37.5 pts on both seeds: interval 0, a difference.
+    assert "| seed_guide | **+38 ± 0** |" in table or "| seed_guide | - |" in table
+    assert "| naive | -38 ± 0 |" not in table  # negative differences are bold too when they hold
+    assert "| naive | **-38 ± 0** |" in table
+    summary["strategies"]["naive"]["0"]["average_success"] = 0.9  # seeds now disagree in sign
+    assert "**" not in difference_table(summary).split("| naive |")[1].split("\n")[0]
+
+
+def test_language_table_shows_instructed_success_and_the_other_behaviour():
+    table = language_table(_summary(0.75))
+    assert "'reach' instructed: pick_place done instead (%)" in table
+    assert "| seed_guide | 75 ± 0 | 10 ± 0 | 25 ± 0 | 20 ± 0 |" in table
 
 
 def test_rewriting_the_docs_keeps_the_notes_below_the_marker(tmp_path):
     page = write_docs(_summary(0.75), tmp_path)
     assert (tmp_path / "img" / "sim_success_matrices.png").stat().st_size > 5000
+    assert (tmp_path / "img" / "sim_final_success.png").stat().st_size > 5000
     page.write_text(page.read_text() + "\n## Findings\nwritten by a person\n")
     write_docs(_summary(0.25), tmp_path)
     text = page.read_text()
-    assert "| default | 25% |" in text and "| default | 75% |" not in text
+    assert "| seed_guide | 2 | 25 ± 0 |" in text and "| seed_guide | 2 | 75 ± 0 |" not in text
     assert text.count(NOTES_MARKER) == 1 and text.endswith("## Findings\nwritten by a person\n")
 
 
@@ -98,7 +142,7 @@ def test_header_names_the_recorded_model_device_and_machine(tmp_path):
     header = _header(write_docs(_summary(0.75, FULL_GPU), tmp_path))
     assert (
         "Model: VLM backbone `HuggingFaceTB/SmolVLM2-500M-Video-Instruct` (pretrained, 16 layers, 8 frozen), "
-        "starting from `lerobot/smolvla_base`, 512x512 images, 450.05 M parameters."
+        "stage 1 starting from `lerobot/smolvla_base`, 512x512 images, 450.05 M parameters."
     ) in header
     assert (
         "Device: cuda (bf16 autocast (fp32 weights)) on AMD EPYC 9654 96-Core Processor, 16 CPUs, GPU NVIDIA H200."
@@ -115,8 +159,9 @@ def test_header_names_the_recorded_model_device_and_machine(tmp_path):
 
 def _config(tmp_path: Path, full: bool):
     args = sim_run.parse_args(["--full"] if full else [])
-    overrides = sim_run.config_overrides(tmp_path, sim_run.budget_of(args), full)
-    return load_config(DEFAULT_CONFIG_DIR, sim_run.CONFIG_NAME, overrides)
+    overrides = sim_run.curriculum_overrides(tmp_path, sim_run.budget_of(args))
+    extra = sim_run.FULL_OVERRIDES if full else [f"policy.vlm_model_name={tmp_path / 'tiny_smolvlm'}"]
+    return load_config(DEFAULT_CONFIG_DIR, sim_run.CONFIG_NAME, [*overrides, *extra])
 
 
 def test_model_is_described_from_the_config(tmp_path):
@@ -173,9 +218,9 @@ def test_parameters_are_counted_from_the_checkpoint(tmp_path):
     assert sim_run.checkpoint_parameters(tmp_path) == 12 + 5 + 42
 
 
-def test_run_records_the_setup_it_ran_with(tmp_path, monkeypatch, capsys):
-    """run.py's main, its training and closed loop stubbed: sim_results.json and the page get the config's model,
-    the device it resolved and this machine."""
+def test_run_records_the_setup_it_ran_with(tmp_path, monkeypatch):
+    """run.py's main, its preparation and cells stubbed: sim_results.json and the page get the config's model,
+    the device it resolved and this machine; a rerun with other settings in the same --out is refused."""
     import json
 
     from safetensors.torch import save_file
@@ -184,37 +229,33 @@ def test_run_records_the_setup_it_ran_with(tmp_path, monkeypatch, capsys):
 
     devices = []
 
-    def train_and_evaluate(name, out, overrides, budget, device):
+    def prepare(out, budget, full):
+        backbone = out / "tiny_smolvlm"
+        backbone.mkdir(parents=True)
+        overrides = [*sim_run.curriculum_overrides(out, budget), f"policy.vlm_model_name={backbone}"]
+        return overrides, {"checkpoint": "-", "zero_shot": None}
+
+    def run_cell(name, seed, out, overrides, budget, device):
         devices.append(device)
-        best = RunPaths(out / name).stage(sim_run.sim_tasks.SIM_TASKS[0].dirname).best
+        run_dir = out / name / f"seed{seed}"
+        best = RunPaths(run_dir).stage(budget.tasks[-1].dirname).best
         best.mkdir(parents=True)
         save_file({"w": torch.zeros(1000, 561), "b": torch.zeros(312)}, str(best / MODEL_FILE))
-        return {**_summary(0.75)["strategies"]["default"], "strategy": name}
+        (run_dir / sim_run.CELL_FILE).write_text(json.dumps(_cell(name, seed, [0.5] * len(budget.tasks))))
 
-    def build_assets(cfg, budget, full):
-        Path(cfg.policy.vlm_model_name).mkdir(parents=True)  # the tiny backbone's dir
-
-    monkeypatch.setattr(sim_run, "build_assets", build_assets)
-    monkeypatch.setattr(sim_run, "evaluate_strategy", train_and_evaluate)
+    monkeypatch.setattr(sim_run, "prepare", prepare)
+    monkeypatch.setattr(sim_run, "run_cell", run_cell)
     out, docs = tmp_path / "sim", tmp_path / "docs"
     assert sim_run.main(["--smoke", "--strategy", "naive", "--out", str(out), "--docs", str(docs)]) == 0
 
     summary = json.loads((out / sim_run.RESULTS_FILE).read_text())
-    assert summary["model"] == {
-        "vlm": "tiny_smolvlm",
-        "vlm_weights": "random init",
-        "pretrained_policy": None,
-        "vlm_layers": 4,
-        "frozen_vlm_layers": 2,
-        "image_size": [64, 64],
-        "parameters": 561_312,
-    }
+    assert summary["model"]["vlm"] == "tiny_smolvlm" and summary["model"]["parameters"] == 561_312
     assert summary["device"] == {"device": "cpu", "reason": "cpu: as configured", "precision": "fp32"}
-    assert devices == ["cpu"]  # the closed loop runs where training ran
+    assert devices == ["cpu"]  # the closed loop runs where training ran; --smoke is one seed
+    assert list(summary["strategies"]) == ["naive"] and list(summary["strategies"]["naive"]) == ["0"]
     assert summary["machine"] == f"{sim_run.cpu_name()}, {os.cpu_count()} CPUs"
     header = _header(docs / "benchmarks.md")
-    assert (
-        "Model: VLM backbone `tiny_smolvlm` (random init, 4 layers, 2 frozen), 64x64 images, 0.56 M parameters."
-        in header
-        and f"Device: cpu (fp32) on {summary['machine']}." in header
-    )
+    assert "0.56 M parameters." in header and f"Device: cpu (fp32) on {summary['machine']}." in header
+
+    with pytest.raises(SystemExit, match="other settings"):
+        sim_run.main(["--out", str(out)])
