@@ -19,7 +19,8 @@ from pathlib import Path
 from benchmarks.sim.demos import DemoSpec, write_task_demos
 from benchmarks.sim.tasks import PRETRAIN_TASKS, SimTask
 from benchmarks.strategies import equal_budget, run_joint
-from kuavo_train.config.load import DEFAULT_CONFIG_DIR
+from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config
+from kuavo_train.config.schema import Config
 from kuavo_train.demo.tiny_backbone import MANIFEST_NAME
 from kuavo_train.layout import RunPaths
 
@@ -47,6 +48,16 @@ class PretrainSpec:
     @property
     def optimizer_steps(self) -> int:
         return self.epochs * self.steps_per_epoch * len(PRETRAIN_TASKS)
+
+
+def check_tasks_match(cfg: Config, tasks: tuple[SimTask, ...]) -> None:
+    """A training config and the simulator must describe the same tasks with the same instructions."""
+    for task_cfg, sim in zip(cfg.tasks, tasks, strict=True):
+        if (task_cfg.id, task_cfg.name, task_cfg.language_instruction) != (sim.id, sim.name, sim.instruction):
+            raise SystemExit(
+                f"error: task {task_cfg.name} of config {cfg.config_name} does not match benchmarks/sim/tasks.py "
+                f"({sim.name}: {sim.instruction!r}); keep them in sync"
+            )
 
 
 def demo_dir(out: Path, spec: DemoSpec, prefix: str) -> Path:
@@ -77,6 +88,7 @@ def pretrained_base(out: Path, spec: PretrainSpec, backbone: Path, extra_overrid
     ]
     if spec.demo.episodes < 4:
         overrides.append("training.validation_episodes=1")
+    check_tasks_match(load_config(DEFAULT_CONFIG_DIR, PRETRAIN_CONFIG, overrides), PRETRAIN_TASKS)
     started = time.perf_counter()
     run_joint(DEFAULT_CONFIG_DIR, PRETRAIN_CONFIG, out, overrides, run_dir)
     best = RunPaths(run_dir).stage(PRETRAIN_TASKS[-1].dirname).best

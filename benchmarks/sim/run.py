@@ -48,7 +48,7 @@ from benchmarks.sim import tasks as sim_tasks  # noqa: E402  (sets MUJOCO_GL bef
 from benchmarks.sim.closed_loop import evaluate_policy, load_policy, success_rate  # noqa: E402
 from benchmarks.sim.demos import DemoSpec  # noqa: E402
 from benchmarks.sim.metrics import backward_transfer, final_average, forgetting  # noqa: E402
-from benchmarks.sim.pretrain import PretrainSpec, demo_dir, pretrained_base, write_demos  # noqa: E402
+from benchmarks.sim.pretrain import PretrainSpec, check_tasks_match, demo_dir, pretrained_base, write_demos  # noqa: E402
 from benchmarks.sim.report import format_summary, write_docs  # noqa: E402
 from benchmarks.strategies import STRATEGIES, equal_budget, optimizer_steps, run_strategy  # noqa: E402
 from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config  # noqa: E402
@@ -109,7 +109,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--out", type=Path, default=None, help="output dir (default outputs/sim_v2, outputs/sim_smoke with --smoke)"
     )
     parser.add_argument("--episodes", type=int, default=24, help="expert demonstrations per task (2 are held out)")
-    parser.add_argument("--epochs", type=int, default=4, help="epochs per stage")
+    parser.add_argument("--epochs", type=int, default=8, help="epochs per stage")
     parser.add_argument("--steps", type=int, default=75, help="optimizer steps per epoch")
     parser.add_argument("--eval-episodes", type=int, default=10, help="closed-loop episodes per matrix cell")
     parser.add_argument("--final-episodes", type=int, default=30, help="closed-loop episodes per task, final model")
@@ -189,16 +189,6 @@ def curriculum_overrides(out: Path, budget: Budget) -> list[str]:
     if budget.demo.episodes < 4:
         overrides.append("training.validation_episodes=1")
     return overrides
-
-
-def check_tasks_match(cfg: Config, tasks: tuple[sim_tasks.SimTask, ...]) -> None:
-    """The training config and the simulator must describe the same tasks with the same instructions."""
-    for task_cfg, sim in zip(cfg.tasks, tasks, strict=True):
-        if (task_cfg.id, task_cfg.name, task_cfg.language_instruction) != (sim.id, sim.name, sim.instruction):
-            raise SystemExit(
-                f"error: {task_cfg.name} in configs/policy/tasks/metaworld does not match "
-                f"benchmarks/sim/tasks.py ({sim.name}: {sim.instruction!r}); keep them in sync"
-            )
 
 
 def build_backbone(out: Path, cfg: Config) -> Path:

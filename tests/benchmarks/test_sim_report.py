@@ -259,3 +259,13 @@ def test_run_records_the_setup_it_ran_with(tmp_path, monkeypatch):
 
     with pytest.raises(SystemExit, match="other settings"):
         sim_run.main(["--out", str(out)])
+
+
+def test_the_sim_configs_and_the_simulator_name_the_same_tasks():
+    from benchmarks.sim.pretrain import PRETRAIN_CONFIG, check_tasks_match
+    from benchmarks.sim.tasks import PRETRAIN_TASKS, SIM_TASKS
+
+    check_tasks_match(load_config(DEFAULT_CONFIG_DIR, sim_run.CONFIG_NAME), SIM_TASKS)
+    check_tasks_match(load_config(DEFAULT_CONFIG_DIR, PRETRAIN_CONFIG), PRETRAIN_TASKS)
+    with pytest.raises(SystemExit, match="keep them in sync"):
+        check_tasks_match(load_config(DEFAULT_CONFIG_DIR, PRETRAIN_CONFIG), SIM_TASKS + PRETRAIN_TASKS[4:])

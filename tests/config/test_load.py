@@ -144,3 +144,30 @@ def test_every_documented_key_can_be_set_on_the_command_line():
             except KuavoError as exc:
                 refused.append(f"{override}: {exc}")
         assert not refused, "\n".join(refused)
+
+
+def test_a_shorter_curriculum_drops_the_roots_of_the_tasks_it_leaves_out():
+    """Hydra's ~key deletes a YAML entry: the sim benchmark's 2-task smoke run removes the other tasks' roots."""
+    overrides = ["curriculum=[tasks/metaworld/task1_reach,tasks/metaworld/task2_faucet_open]"]
+    with pytest.raises(KuavoError, match="data.roots.pick_place: no task of that name"):
+        load_config(DEFAULT_CONFIG_DIR, "smolvla_sequential_metaworld", overrides)
+    cfg = load_config(
+        DEFAULT_CONFIG_DIR,
+        "smolvla_sequential_metaworld",
+        [*overrides, "~data.roots.pick_place", "~data.roots.drawer_open"],
+    )
+    assert [t.name for t in cfg.tasks] == ["reach", "faucet_open"] and sorted(cfg.data.roots) == [
+        "faucet_open",
+        "reach",
+    ]
+    with pytest.raises(KuavoError, match="not of the form key=value"):
+        load_config(DEFAULT_CONFIG_DIR, "smolvla_sequential_metaworld", ["data.roots.reach"])
+
+
+def test_the_sim_pretraining_config_shares_the_curriculum_settings_but_no_task():
+    curriculum = load_config(DEFAULT_CONFIG_DIR, "smolvla_sequential_metaworld")
+    pretrain = load_config(DEFAULT_CONFIG_DIR, "smolvla_sim_pretrain")
+    assert len(pretrain.tasks) == 8
+    assert not {t.name for t in pretrain.tasks} & {t.name for t in curriculum.tasks}
+    assert pretrain.policy.num_vlm_layers == curriculum.policy.num_vlm_layers
+    assert pretrain.training.batch_size == curriculum.training.batch_size
