@@ -2,10 +2,13 @@
 
   naive          sequential fine-tuning: no replay, the stage-1 lr in every stage, no VLM layer freezing
   replay         + replay at the configured shares (lr and freezing as naive)
-  seed_guide     the original guide's recipe, as the configs ship it: replay + lower lr per stage (the task
-                 files' task.training.lr) + freezing the lower VLM layers (policy.freeze_vlm_layers)
+  seed_guide     the original guide's recipe exactly: replay + its lower lr per stage (each task file's
+                 seed_guide/ overlay, e.g. configs/policy/tasks/seed_guide/) + the lower half of the VLM
+                 layers frozen
   replay_freeze  the guide's replay and freezing at the stage-1 lr in every stage (the variation the first
                  benchmark suggested: there the lower lr of later stages under-fitted them)
+
+Every strategy states all three levers itself, so its meaning does not move with the shipped defaults.
   joint          all tasks mixed in equal shares, trained at once from the same start as stage 1
                  (policy.pretrained_path, or scratch): the multi-task upper bound; same epochs of
                  (stages x training.steps_per_epoch) steps.
@@ -29,13 +32,33 @@ from kuavo_train.curriculum.stage import StageRunner
 from kuavo_train.data.prepare import prepare_curriculum_data
 from kuavo_train.layout import CURRICULUM_RESULTS_FILE, STAGE_RESULTS_FILE
 
-SEQUENTIAL = {
-    "naive": ["sequential.use_replay_buffer=false", "task.training.lr=1e-4", "policy.freeze_vlm_layers=0"],
-    "replay": ["task.training.lr=1e-4", "policy.freeze_vlm_layers=0"],
-    "seed_guide": [],
-    "replay_freeze": ["task.training.lr=1e-4"],
-}
+SEQUENTIAL = ("naive", "replay", "seed_guide", "replay_freeze")
 STRATEGIES = (*SEQUENTIAL, "joint")
+STAGE1_LR = "task.training.lr=1e-4"  # the stage-1 lr of every config, then kept for every stage
+GUIDE_DIR = "seed_guide"  # beside each task file: the guide's overlay of it (its own lr)
+
+
+def strategy_overrides(name: str, config_dir: Path, config_name: str, overrides: list[str]) -> list[str]:
+    """The overrides that make ``name`` of the config (replay on/off, lr per stage, frozen VLM layers)."""
+    cfg = load_config(config_dir, config_name, overrides)
+    half = f"policy.freeze_vlm_layers={cfg.policy.num_vlm_layers // 2}"  # the guide: 8 of 16
+    replay = "sequential.use_replay_buffer=true"
+    return {
+        "naive": ["sequential.use_replay_buffer=false", STAGE1_LR, "policy.freeze_vlm_layers=0"],
+        "replay": [replay, STAGE1_LR, "policy.freeze_vlm_layers=0"],
+        "seed_guide": [replay, guide_curriculum(config_dir, cfg.curriculum), half],
+        "replay_freeze": [replay, STAGE1_LR, half],
+    }[name]
+
+
+def guide_curriculum(config_dir: Path, curriculum: list[str]) -> str:
+    """``curriculum=[...]`` with each task file replaced by its seed_guide/ overlay where there is one."""
+    files = []
+    for task_file in curriculum:
+        path = Path(task_file)
+        overlay = path.parent / GUIDE_DIR / path.name
+        files.append(str(overlay) if (config_dir / f"{overlay}.yaml").is_file() else task_file)
+    return "curriculum=[" + ",".join(files) + "]"
 
 
 def equal_budget(epochs: int, steps_per_epoch: int) -> list[str]:
@@ -56,7 +79,8 @@ def run_strategy(
     run_dir = run_dir or out / name
     if name == "joint":
         return run_joint(config_dir, config_name, out, overrides, run_dir)
-    code = run_all(config_dir, config_name, [*overrides, *SEQUENTIAL[name], f"training.output_directory={run_dir}"])
+    chosen = strategy_overrides(name, config_dir, config_name, overrides)
+    code = run_all(config_dir, config_name, [*overrides, *chosen, f"training.output_directory={run_dir}"])
     if code == 130:
         raise KeyboardInterrupt(f"{name}: training interrupted; its partial outputs are in {run_dir}")
     return json.loads((run_dir / CURRICULUM_RESULTS_FILE).read_text())

@@ -89,9 +89,10 @@ FULL_POLICY = [
     "policy.n_action_steps=50",
     "policy.resize_imgs_with_padding=[512,512]",
 ]
-# Freezing recipes: the seed's (the config's: vision encoder and the lowest VLM layers frozen, connector and the
-# upper layers trained) and lerobot's default for SmolVLA (train_expert_only: the whole VLM frozen).
-RECIPES = {"seed": [], "expert_only": ["policy.train_expert_only=true"]}
+# Freezing recipes: the seed's (vision encoder and the lowest 8 VLM layers frozen, connector and the upper layers
+# trained), the shipped default (only the vision encoder frozen: docs/benchmarks.md) and lerobot's default for
+# SmolVLA (train_expert_only: the whole VLM frozen).
+RECIPES = {"seed": [], "default": ["policy.freeze_vlm_layers=0"], "expert_only": ["policy.train_expert_only=true"]}
 # Our speed levers, each a config setting of the product: eager attention and no feature cache is "none".
 LEVERS = {
     "none": ["policy.attention=eager", "data.feature_cache=off"],
@@ -914,7 +915,8 @@ def parse_args(argv=None):
         nargs="+",
         default=["seed"],
         choices=list(RECIPES),
-        help="freezing recipes to run (default seed: the config's; expert_only: lerobot's default for SmolVLA)",
+        help="freezing recipes to run (default seed: the guide's, 8 of 16 VLM layers frozen; default: the shipped "
+        "default, none frozen; expert_only: lerobot's default for SmolVLA)",
     )
     p.add_argument(
         "--levers",

@@ -107,7 +107,7 @@ class PolicyConfig:
     # Train only the action expert (freezes the whole VLM; then freeze_vlm_layers has no effect).
     train_expert_only: bool = False
     # Freeze the lowest N text layers of the VLM (used when train_expert_only is False).
-    freeze_vlm_layers: int = 8
+    freeze_vlm_layers: int = 0
     # Number of VLM text layers SmolVLA keeps.
     num_vlm_layers: int = 16
     # Actions predicted per forward pass / executed per chunk.

@@ -172,7 +172,7 @@ def test_model_is_described_from_the_config(tmp_path):
         "vlm_weights": "random init",
         "pretrained_policy": None,
         "vlm_layers": 4,
-        "frozen_vlm_layers": 2,
+        "frozen_vlm_layers": 0,
         "image_size": [64, 64],
         "parameters": None,
     }

@@ -36,10 +36,9 @@ def test_unreachable_hub_id_gives_a_clear_error(demo_env, monkeypatch, tmp_path)
 
 
 def test_freezing_lower_layers_and_counts(demo_env):
-    cfg = demo_env.config()
+    cfg = demo_env.config(extra=["policy.freeze_vlm_layers=2"])
     policy = load_policy(cfg.policy, SCHEMA, None, torch.device("cpu"))
     layers = policy.model.vlm_with_expert.get_vlm_model().text_model.layers
-    assert cfg.policy.freeze_vlm_layers == 2
     assert not any(p.requires_grad for layer in layers[:2] for p in layer.parameters())
     assert all(p.requires_grad for p in layers[2].parameters())
     assert not any(p.requires_grad for p in policy.model.vlm_with_expert.get_vlm_model().vision_model.parameters())
