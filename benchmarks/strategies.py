@@ -30,6 +30,7 @@ from kuavo_train.curriculum.paths import is_stage_complete, stage_paths
 from kuavo_train.curriculum.run_all import run_all
 from kuavo_train.curriculum.stage import StageRunner
 from kuavo_train.data.prepare import prepare_curriculum_data
+from kuavo_train.files import recover_interrupted_writes
 from kuavo_train.layout import CURRICULUM_RESULTS_FILE, STAGE_RESULTS_FILE
 
 SEQUENTIAL = ("naive", "replay", "seed_guide", "replay_freeze")
@@ -94,8 +95,11 @@ def run_joint(config_dir: Path, config_name: str, out: Path, overrides: list[str
     cfg = joint_config(config_dir, config_name, run_dir, overrides)
     paths = stage_paths(cfg)
     if not is_stage_complete(paths):
+        recover_interrupted_writes(paths.stage_dir)  # as run_stage does: a checkpoint swap cut short
         data = prepare_curriculum_data(cfg, paths.run_root)
-        StageRunner(cfg, paths, data, init_path=cfg.policy.pretrained_path).run()
+        result = StageRunner(cfg, paths, data, init_path=cfg.policy.pretrained_path).run()
+        if result.status == "interrupted":
+            raise KeyboardInterrupt(f"joint: training interrupted; it resumes from {paths.last} on a rerun")
     return json.loads((run_dir / CURRICULUM_RESULTS_FILE).read_text())
 
 

@@ -80,11 +80,11 @@ TASK_NAMES = ["moving_grasp", "weighing", "placement", "sorting"]
 FULL_VLM = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct"
 DEFAULT_IMAGE_HW = (48, 64)  # the demo data (kuavo_train.demo.assets.DemoDataSize)
 DEFAULT_EPISODES = 12
-# The base config's architecture (configs/policy/smolvla_sequential_base.yaml), random weights.
+# The base config's architecture (configs/policy/smolvla_sequential_base.yaml), random weights; the freezing comes
+# from the recipe.
 FULL_POLICY = [
     "policy.load_vlm_weights=false",
     "policy.num_vlm_layers=16",
-    "policy.freeze_vlm_layers=8",
     "policy.chunk_size=50",
     "policy.n_action_steps=50",
     "policy.resize_imgs_with_padding=[512,512]",
@@ -92,7 +92,11 @@ FULL_POLICY = [
 # Freezing recipes: the seed's (vision encoder and the lowest 8 VLM layers frozen, connector and the upper layers
 # trained), the shipped default (only the vision encoder frozen: docs/benchmarks.md) and lerobot's default for
 # SmolVLA (train_expert_only: the whole VLM frozen).
-RECIPES = {"seed": [], "default": ["policy.freeze_vlm_layers=0"], "expert_only": ["policy.train_expert_only=true"]}
+RECIPES = {
+    "seed": ["policy.freeze_vlm_layers={half}"],
+    "default": ["policy.freeze_vlm_layers=0"],
+    "expert_only": ["policy.train_expert_only=true"],
+}
 # Our speed levers, each a config setting of the product: eager attention and no feature cache is "none".
 LEVERS = {
     "none": ["policy.attention=eager", "data.feature_cache=off"],
@@ -269,7 +273,7 @@ def make_setup(args, tmp: Path, recipe: str = "seed") -> Setup:
         f"data ready in {time.perf_counter() - started:.1f}s ({data_dir}: {args.episodes} episodes/task, "
         f"{args.image_hw[0]}x{args.image_hw[1]} {storage})"
     )
-    overrides = [*base, *RECIPES[recipe]]
+    overrides = list(base)
     if args.full:
         precision = "bf16" if args.device.startswith("cuda") else "no"
         overrides += [
@@ -277,6 +281,8 @@ def make_setup(args, tmp: Path, recipe: str = "seed") -> Setup:
             *FULL_POLICY,
             f"training.mixed_precision={precision}",
         ]
+    layers = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, overrides).policy.num_vlm_layers
+    overrides += [item.format(half=layers // 2) for item in RECIPES[recipe]]  # the recipe last: it decides freezing
     cfg = load_config(DEFAULT_CONFIG_DIR, DEMO_CONFIG, overrides)
     from kuavo_train.device import resolve_device
 

@@ -60,6 +60,7 @@ def paired_difference(a: list[float], b: list[float], confidence: float = 0.95) 
 
 
 def differs(difference: tuple[float, float | None]) -> bool:
-    """True when the interval of a paired difference excludes 0: only then does the text call a difference."""
+    """True when the interval of a paired difference excludes 0: only then does the text call a difference.
+    A zero-width interval (every seed gave the same difference) is degenerate, not certainty: never called."""
     mean, half = difference
-    return half is not None and abs(mean) > half
+    return half is not None and half > 0 and abs(mean) > half

@@ -35,13 +35,16 @@ class PretrainSpec:
     steps_per_epoch: int
     seed: int = 0
 
-    def key(self, backbone: Path) -> str:
-        """Hash of what the base depends on: these settings, the tasks and the backbone's own spec."""
+    def key(self, backbone: Path, cfg: Config) -> str:
+        """Hash of what the base depends on: these settings, the tasks, the backbone's own spec and the resolved
+        training config (policy, training and replay sections: an edit of smolvla_sim_common.yaml builds a new base)."""
         manifest = backbone / MANIFEST_NAME
+        training = {k: v for k, v in asdict(cfg.training).items() if k != "output_directory"}
         parts = {
             "spec": asdict(self),
             "tasks": [(t.env_name, t.instruction) for t in PRETRAIN_TASKS],
             "backbone": manifest.read_text() if manifest.is_file() else str(backbone),
+            "config": [asdict(cfg.policy), training, asdict(cfg.sequential)],
         }
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -76,7 +79,6 @@ def write_demos(tasks: tuple[SimTask, ...], root: Path, spec: DemoSpec) -> dict[
 
 def pretrained_base(out: Path, spec: PretrainSpec, backbone: Path, extra_overrides: list[str]) -> Path:
     """best/ of the pretrained base under ``out`` (built when absent; reused when complete)."""
-    run_dir = out / f"pretrained_base_{spec.key(backbone)}"
     roots = write_demos(PRETRAIN_TASKS, demo_dir(out, spec.demo, "pretrain_demos"), spec.demo)
     overrides = [
         *(f"data.roots.{name}={root}" for name, root in roots.items()),
@@ -88,7 +90,9 @@ def pretrained_base(out: Path, spec: PretrainSpec, backbone: Path, extra_overrid
     ]
     if spec.demo.episodes < 4:
         overrides.append("training.validation_episodes=1")
-    check_tasks_match(load_config(DEFAULT_CONFIG_DIR, PRETRAIN_CONFIG, overrides), PRETRAIN_TASKS)
+    cfg = load_config(DEFAULT_CONFIG_DIR, PRETRAIN_CONFIG, overrides)
+    check_tasks_match(cfg, PRETRAIN_TASKS)
+    run_dir = out / f"pretrained_base_{spec.key(backbone, cfg)}"
     started = time.perf_counter()
     run_joint(DEFAULT_CONFIG_DIR, PRETRAIN_CONFIG, out, overrides, run_dir)
     best = RunPaths(run_dir).stage(PRETRAIN_TASKS[-1].dirname).best

@@ -33,11 +33,13 @@ Not yet run by us.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -69,7 +71,6 @@ FULL_OVERRIDES = [
     "policy.vlm_model_name=HuggingFaceTB/SmolVLM2-500M-Video-Instruct",
     "policy.load_vlm_weights=true",
     "policy.num_vlm_layers=16",
-    "policy.freeze_vlm_layers=8",
     "policy.resize_imgs_with_padding=[512,512]",
     "training.device=auto",
     "training.mixed_precision=bf16",
@@ -309,9 +310,27 @@ def language_switching(episodes: dict, last: int, tasks: tuple[sim_tasks.SimTask
     return result
 
 
+@contextmanager
+def exclusive(path: Path):
+    """Hold an exclusive lock on ``path`` (created): a second process on the same --out waits here instead of
+    writing the same demos, base or cell at the same time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def run_cell(name: str, seed: int, out: Path, overrides: list[str], budget: Budget, device: str) -> dict:
     """Train and score one (strategy, seed); reuses its sim_cell.json when it already finished."""
     run_dir = out / name / f"seed{seed}"
+    with exclusive(out / name / f".seed{seed}.lock"):
+        return _run_cell(name, seed, run_dir, out, overrides, budget, device)
+
+
+def _run_cell(name: str, seed: int, run_dir: Path, out: Path, overrides: list[str], budget: Budget, device: str):
     cell_path = run_dir / CELL_FILE
     if cell_path.is_file():
         print(f"[{name} seed {seed}] finished earlier: {cell_path}")
@@ -413,43 +432,57 @@ def main(argv: list[str] | None = None) -> int:
     budget = budget_of(args)
     out = (args.out or REPO_ROOT / "outputs" / ("sim_smoke" if args.smoke else "sim_v2")).resolve()
     if args.report_only:
+        if not (out / RESULTS_FILE).is_file():
+            raise SystemExit(f"error: {out / RESULTS_FILE} not found: no cell has finished under {out} yet")
         summary = json.loads((out / RESULTS_FILE).read_text())
         return report({**summary, "strategies": collect_cells(out)}, args.docs)
     names = list(STRATEGIES) if "all" in args.strategy else list(dict.fromkeys(args.strategy))
     check_settings(out, budget, args.full)
     started = time.perf_counter()
-    overrides, base = prepare(out, budget, args.full)
+    with exclusive(out / ".prepare.lock"):
+        overrides, base = prepare(out, budget, args.full)
     cfg = load_config(DEFAULT_CONFIG_DIR, CONFIG_NAME, overrides)
     choice = choose_device(cfg.training.device)  # what every stage's training.device resolves to
-    prepared = time.perf_counter()
+    header = {
+        "command": " ".join(["benchmarks/sim/run.py", *(argv if argv is not None else sys.argv[1:])]),
+        "machine": machine_description(choice),
+        "model": model_description(cfg),
+        "device": device_description(cfg, choice),
+        "budget": budget_description(cfg, budget),
+        "base": base,
+    }
     for name in names:
         for seed in args.seeds:
             run_cell(name, seed, out, overrides, budget, str(choice.device))
-    model = model_description(cfg)
-    first = out / names[0] / f"seed{args.seeds[0]}"
-    model["parameters"] = checkpoint_parameters(RunPaths(first).stage(budget.tasks[-1].dirname).best)
+            summary = write_summary(out, header, RunPaths(out / name / f"seed{seed}"), budget, started)
+    print(f"\nresults: {out / RESULTS_FILE}")
+    return report(summary, args.docs)
+
+
+def budget_description(cfg: Config, budget: Budget) -> dict:
+    return {
+        "tasks": [t.name for t in budget.tasks],
+        "episodes": budget.demo.episodes,
+        "validation_episodes": cfg.training.validation_episodes,
+        "epochs": budget.epochs,
+        "steps_per_epoch": budget.steps_per_epoch,
+        "batch_size": cfg.training.batch_size,
+        "eval_episodes": budget.eval_episodes,
+        "final_episodes": budget.final_episodes,
+    }
+
+
+def write_summary(out: Path, header: dict, run: RunPaths, budget: Budget, started: float) -> dict:
+    """sim_results.json after every cell, with every cell finished so far (--report-only reads it mid-run)."""
+    model = {**header["model"], "parameters": checkpoint_parameters(run.stage(budget.tasks[-1].dirname).best)}
     summary = {
-        "command": " ".join(["benchmarks/sim/run.py", *(argv if argv is not None else sys.argv[1:])]),
-        "machine": machine_description(choice),
+        **header,
         "model": model,
-        "device": device_description(cfg, choice),
-        "budget": {
-            "tasks": [t.name for t in budget.tasks],
-            "episodes": budget.demo.episodes,
-            "validation_episodes": cfg.training.validation_episodes,
-            "epochs": budget.epochs,
-            "steps_per_epoch": budget.steps_per_epoch,
-            "batch_size": cfg.training.batch_size,
-            "eval_episodes": budget.eval_episodes,
-            "final_episodes": budget.final_episodes,
-        },
-        "base": base,
-        "seconds": {"prepare": prepared - started, "this_run": time.perf_counter() - started},
+        "seconds": {"this_run": time.perf_counter() - started},
         "strategies": collect_cells(out),
     }
     write_json_atomically(out / RESULTS_FILE, summary)
-    print(f"\nresults: {out / RESULTS_FILE}")
-    return report(summary, args.docs)
+    return summary
 
 
 def report(summary: dict, docs_dir: Path | None) -> int:

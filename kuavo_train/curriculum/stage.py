@@ -215,10 +215,10 @@ class StageRunner:
 
     def _check_parent_compatible(self) -> None:
         """A run's stages share one normalization; a checkpoint from elsewhere (a base) is fine-tuned under ours."""
-        previous = stage_paths(self.cfg, self.cfg.tasks[self.cfg.stage - 2]).best if self.cfg.stage > 1 else None
-        if previous is None or str(self.init_path) != str(previous) or not (previous / CHECKPOINT_META_FILE).is_file():
+        start, run = Path(str(self.init_path)).resolve(), self.paths.run_root.resolve()  # only this run's checkpoints
+        if not (start / CHECKPOINT_META_FILE).is_file() or not start.is_relative_to(run):
             return
-        parent = read_checkpoint_meta(Path(self.init_path))
+        parent = read_checkpoint_meta(start)
         if parent.get("stats_hash") != self.stats_hash:
             raise KuavoError(
                 f"the previous stage's checkpoint {self.init_path} was trained with other normalization stats "
