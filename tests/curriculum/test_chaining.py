@@ -20,7 +20,7 @@ def test_stage2_starts_from_stage1_best_and_validates_both(four_stage_run):
     assert results["parent_checkpoint"]["path"] == str(four_stage_run.stage(1).best)
     assert set(results["final_validation"]) == {"1", "2"}
     assert results["replay_mix"] == {"task1": 0.2, "task2": 0.8}
-    assert results["learning_rate"] == pytest.approx(5e-4)  # demo lr_scale 10
+    assert results["learning_rate"] == pytest.approx(1e-3)  # the stage-1 lr kept (1e-4), demo lr_scale 10
     assert [f["task_id"] for f in results["forgetting"]] == [1]
 
 
