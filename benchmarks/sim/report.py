@@ -42,7 +42,12 @@ def _ci(values: list[float | None], scale: float = 100.0, signed: bool = False) 
     values = [v for v in values if v is not None]
     if not values:
         return "-"
-    mean, half = mean_ci(values)
+    return _pm(mean_ci(values), scale, signed)
+
+
+def _pm(stat: tuple[float, float | None], scale: float = 100.0, signed: bool = False) -> str:
+    """'mean ± half-width' in points (no interval: the mean alone)."""
+    mean, half = stat
     text = f"{scale * mean:+.0f}" if signed else f"{scale * mean:.0f}"
     return text + (f" ± {scale * half:.0f}" if half is not None else "")
 
@@ -99,7 +104,7 @@ def difference_table(summary: dict) -> str:
             mine = [cells[s]["average_success"] for s in shared]
             theirs = [strategies[reference][s]["average_success"] for s in shared]
             diff = paired_difference(mine, theirs)
-            text = f"{100 * diff[0]:+.0f}" + (f" ± {100 * diff[1]:.0f}" if diff[1] is not None else "")
+            text = _pm(diff, signed=True)
             row.append(f"**{text}**" if differs(diff) else text)
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     return "\n".join(lines)
@@ -141,8 +146,7 @@ def matrix_table(name: str, cells: Cells, tasks: list) -> str:
         label = "joint training" if name == "joint" else f"stage {stage} ({tasks[stage - 1].name})"
         parts = []
         for t in tasks:
-            mean, half = row[t.id]
-            text = f"{100 * mean:.0f}" + (f" ± {100 * half:.0f}" if half is not None else "")
+            text = _pm(row[t.id])
             losses = [c["loss_matrix"].get(str(stage), {}).get(str(t.id)) for c in cells.values()]
             losses = [v for v in losses if v is not None]
             parts.append(text + (f" ({sum(losses) / len(losses):.3f})" if losses else ""))
