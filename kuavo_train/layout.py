@@ -8,6 +8,7 @@
         best/  best_running/  last/  epoch<N>/          <- policy dirs
           model.safetensors  config.json  policy_preprocessor.json  policy_postprocessor.json
           kuavo_schema.json  kuavo_checkpoint.json  [training_state.pt: last/ only]
+          [adapters/<task dir>/  kuavo_adapters.json: LoRA stages, policy.peft]
     <export dir> (kuavo-train export) = a policy dir + kuavo_export.json  README.txt  vlm/
 
 Other modules ask this one for a name instead of spelling it, so a rename happens here only.
@@ -46,6 +47,8 @@ POSTPROCESSOR_FILE = "policy_postprocessor.json"
 SCHEMA_FILE = "kuavo_schema.json"
 CHECKPOINT_META_FILE = "kuavo_checkpoint.json"
 TRAINING_STATE_FILE = "training_state.pt"
+ADAPTERS_DIR = "adapters"  # policy.peft: adapters/<task dir name>/ in peft's format
+ADAPTER_TABLE_FILE = "kuavo_adapters.json"  # policy.peft.mode=per_task: task id -> adapter name
 EXPORT_META_FILE = "kuavo_export.json"
 EXPORT_VLM_DIR = "vlm"  # an export's VLM files (config, tokenizer; no weights), its vlm_model_name
 EXPORT_README_FILE = "README.txt"

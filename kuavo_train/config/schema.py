@@ -91,6 +91,25 @@ class SchedulerConfig:
 
 
 @dataclass
+class PeftSettings:
+    # LoRA stages (docs/peft.md). "off": full weights (as frozen above). "merge": each stage trains a fresh adapter
+    # on its replay mix, merged into the weights at the end (best/ is a plain lerobot checkpoint). "per_task": each
+    # stage trains its own adapter, earlier ones stay untouched; best/ = base + adapter bank + task table, and the
+    # wrapper routes each instruction to its task's adapter. With an adapter the freezing flags above no longer
+    # decide what trains: only the adapter does.
+    mode: str = "off"
+    # LoRA rank r of each adapted weight (its update is alpha / r * B @ A, A: r x in, B: out x r).
+    rank: int = 16
+    # LoRA scale alpha (alpha = rank: the update enters at scale 1).
+    alpha: float = 16.0
+    # Dropout on the adapter's input while training.
+    dropout: float = 0.0
+    # Modules to adapt: a regex over module names, or null = lerobot's SmolVLA defaults (the action expert's q/v
+    # projections plus the state/action/time projections).
+    targets: str | None = None
+
+
+@dataclass
 class PolicyConfig:
     # Where stage 1 starts: hub id, local dir, or None (fresh SmolVLA on `vlm_model_name`).
     # Later stages start from the previous stage's best/ unless this is set explicitly for them.
@@ -129,6 +148,7 @@ class PolicyConfig:
     attention: str = "sdpa"
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    peft: PeftSettings = field(default_factory=PeftSettings)
 
     def exact_feature_cache_level(self) -> str | None:
         """The deepest image embedding this freezing keeps fixed while training: "connector" (SigLIP and

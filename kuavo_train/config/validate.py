@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import re
 
-from kuavo_train.config.schema import FEATURE_CACHE_MODES, VIDEO_BACKENDS, Config
+from kuavo_train.config.schema import FEATURE_CACHE_MODES, VIDEO_BACKENDS, Config, PeftSettings
 from kuavo_train.errors import KuavoError
 
 _RATIO_TOLERANCE = 1e-6
@@ -123,6 +124,22 @@ def _validate_policy(cfg: Config) -> None:
         p.optimizer.grad_clip_norm >= 0,
         f"policy.optimizer.grad_clip_norm must be >= 0, got {p.optimizer.grad_clip_norm}",
     )
+    _validate_peft(p.peft)
+
+
+def _validate_peft(peft: PeftSettings) -> None:
+    _check(
+        peft.mode in ("off", "merge", "per_task"),
+        f"policy.peft.mode must be off, merge or per_task, got {peft.mode!r}",
+    )
+    _check(peft.rank >= 1, f"policy.peft.rank must be >= 1, got {peft.rank}")
+    _check(peft.alpha > 0, f"policy.peft.alpha must be > 0, got {peft.alpha}")
+    _check(0 <= peft.dropout < 1, f"policy.peft.dropout must be in [0, 1), got {peft.dropout}")
+    if peft.targets is not None:
+        try:
+            re.compile(peft.targets)
+        except re.error as exc:
+            raise KuavoError(f"policy.peft.targets is not a valid regex ({exc}): {peft.targets!r}") from exc
 
 
 def _validate_training(cfg: Config) -> None:

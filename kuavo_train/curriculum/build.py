@@ -19,6 +19,7 @@ from kuavo_train.data.prepare import CurriculumData, build_training_stream
 from kuavo_train.data.replay import ReplayMixSampler
 from kuavo_train.errors import KuavoError
 from kuavo_train.evaluation.validate import make_loader
+from kuavo_train.policy.adapters import Adapters, attach_adapters, check_start_fits_mode
 from kuavo_train.policy.factory import load_policy, make_processors
 from kuavo_train.training.distributed import DistContext
 from kuavo_train.training.loop import StepContext, make_autocast
@@ -75,6 +76,7 @@ class StageTraining:
     ctx: StepContext  # what `train_step` / `train_epoch` take
     data: CurriculumData  # the curriculum's data, with the feature caches when they are on
     feature_caches: FeatureCaches | None
+    adapters: Adapters | None = None  # policy.peft: this stage's LoRA adapter (and the per-task bank)
 
 
 def build_stage_training(
@@ -85,11 +87,17 @@ def build_stage_training(
     dist: DistContext | None = None,
     echo=print,
 ) -> StageTraining:
-    """Stage ``cfg.stage``'s policy (``load_policy``: from ``start_from`` or fresh, fp32, frozen), processors
-    (merged stats), replay-mixed stream, loader, AdamW + schedule and step context. Seed first
-    (``seed_everything(stage_seed(cfg))``): a fresh policy's weights come from the global torch RNG."""
+    """Stage ``cfg.stage``'s policy (``load_policy``: from ``start_from`` or fresh, fp32, frozen; with
+    ``policy.peft`` this stage's LoRA adapter on it), processors (merged stats), replay-mixed stream, loader,
+    AdamW + schedule and step context. Seed first (``seed_everything(stage_seed(cfg))``): a fresh policy's weights
+    come from the global torch RNG."""
     dist = dist or DistContext()
+    check_start_fits_mode(start_from, cfg.policy.peft.mode)
     policy = load_policy(cfg.policy, data.schema, str(start_from) if start_from else None, device)
+    adapters = None
+    if cfg.policy.peft.mode != "off":
+        cached = cfg.data.feature_cache != "off" and cfg.policy.exact_feature_cache_level() is not None
+        adapters = attach_adapters(policy, cfg.policy.peft, cfg.task.id, cfg.task.dirname, start_from, cached)
     preprocessor, postprocessor = make_processors(policy, data.stats)
     if cfg.training.compile:
         compile_model_forward(policy, cfg.training.compile_backend)
@@ -133,6 +141,7 @@ def build_stage_training(
         ctx,
         data,
         caches,
+        adapters,
     )
 
 

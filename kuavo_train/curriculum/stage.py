@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import signal
-import subprocess
 import time
 import uuid
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from kuavo_train.curriculum.build import (
 )
 from kuavo_train.curriculum.paths import StagePaths, is_stage_complete, previous_best, stage_paths
 from kuavo_train.curriculum.plan import format_plan, plan_stage
+from kuavo_train.curriculum.record import resolved_config, stage_record
 from kuavo_train.data.prepare import CurriculumData, prepare_curriculum_data, task_dataset
 from kuavo_train.data.schema import FeatureSchema
 from kuavo_train.data.stats import stats_hash
@@ -45,6 +45,7 @@ from kuavo_train.evaluation.results import read_stage_results, write_curriculum_
 from kuavo_train.evaluation.validate import limit_samples, make_loader, rank_shard, validate_tasks
 from kuavo_train.files import file_sha256, recover_interrupted_writes, write_dir_atomically, write_json_atomically
 from kuavo_train.layout import CHECKPOINT_META_FILE, MODEL_FILE, is_complete_policy_dir
+from kuavo_train.policy.adapters import load_active_weights
 from kuavo_train.policy.factory import count_parameters
 from kuavo_train.training.checkpoint import (
     load_training_state,
@@ -161,7 +162,7 @@ class StageRunner:
         use_fast_matmul(self.device)
         self.autocast = make_autocast(self.device, cfg.training.mixed_precision)
         if self.dist.is_main:
-            wandb = WandbRunSpec(cfg.training.wandb, cfg.task.dirname, paths.run_root.name, _resolved_config(cfg))
+            wandb = WandbRunSpec(cfg.training.wandb, cfg.task.dirname, paths.run_root.name, resolved_config(cfg))
             self.log = StageLogger(paths.stage_dir, paths.tensorboard, wandb=wandb)
         else:
             self.log = StageLogger(None, None, silent=True)
@@ -192,7 +193,8 @@ class StageRunner:
         resume = self._resume_source()
         self._check_parent_compatible()
         self._check_shared_memory()
-        start_from = resume or self.init_path
+        lora = self.cfg.policy.peft.mode != "off"  # a LoRA stage resumes its adapter on its own start
+        start_from = self.init_path if lora else resume or self.init_path
         self.training = t = build_stage_training(
             self.cfg, self.data, start_from, self.device, self.dist, echo=self.log.echo
         )
@@ -281,6 +283,8 @@ class StageRunner:
         return loaders
 
     def _restore(self, last: Path) -> None:
+        if self.training.adapters is not None:
+            load_active_weights(self.training.adapters, last)
         saved = load_training_state(last)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
@@ -392,6 +396,7 @@ class StageRunner:
             self.autocast,
             echo=self.log.echo,
             dist=self.dist,
+            routed=self.training.adapters.routed if self.training.adapters else None,
         )
 
     def _validate_and_keep_best(self, epoch: int) -> None:
@@ -447,7 +452,16 @@ class StageRunner:
                     "loop": asdict(self.state),
                     "rng": rng_state(),
                 }
-            save_policy_dir(target, self.policy, self.preprocessor, self.postprocessor, self.data.schema, meta, state)
+            save_policy_dir(
+                target,
+                self.policy,
+                self.preprocessor,
+                self.postprocessor,
+                self.data.schema,
+                meta,
+                state,
+                self.training.adapters,
+            )
 
         self.dist.main_does(save)
 
@@ -493,6 +507,8 @@ class StageRunner:
     def _load_weights(self, policy_dir: Path) -> None:
         from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
+        if self.training.adapters is not None:
+            return load_active_weights(self.training.adapters, policy_dir)
         SmolVLAPolicy._load_as_safetensor(self.policy, str(policy_dir / MODEL_FILE), str(self.device), strict=True)
 
     def _loop_seconds(self) -> float:
@@ -517,53 +533,11 @@ class StageRunner:
         self.state.seconds_checkpointing += time.perf_counter() - started
         self._warn_stale_later_stages()
         timings = self._timings()
-        write_json_atomically(self.paths.results, self._results(losses, seen, criteria, verdicts, timings))
+        write_json_atomically(self.paths.results, stage_record(self, losses, seen, criteria, verdicts, timings))
         shutil.rmtree(self.paths.best_running, ignore_errors=True)
         self.paths.retraining_marker.unlink(missing_ok=True)
         write_curriculum_results(self.cfg, self.paths.run_root)
         return timings
-
-    def _results(self, losses, seen, criteria, verdicts, timings) -> dict:
-        cfg, task = self.cfg, self.task
-        parent = Path(self.init_path) if self.init_path and Path(str(self.init_path)).is_dir() else None
-        return {
-            "task_id": task.id,
-            "task_name": task.name,
-            "stage": self.stage,
-            "description": task.description,
-            "language_instruction": task.language_instruction,
-            "best_loss": self.state.best_loss,
-            "best_epoch": self.state.best_epoch,
-            "final_validation": {str(k): v for k, v in seen.items()},
-            "validation_all_tasks": {str(k): v for k, v in losses.items()},
-            "training_epochs": self.state.epoch,
-            "learning_rate": task.training.lr,
-            "optimizer_steps": self.state.step,
-            "skipped_nonfinite_steps": self.state.skipped_steps,
-            "replay_mix": {f"task{k}": v for k, v in cfg.replay_mix(self.stage).items()},
-            "samples_per_epoch": len(self.sampler),
-            "batch_size": cfg.training.batch_size,
-            "seed": cfg.training.seed,
-            "gradient_accumulation_steps": cfg.training.gradient_accumulation_steps,
-            "effective_batch_size": cfg.training.batch_size * cfg.training.gradient_accumulation_steps,
-            "criteria": [
-                {"task_id": c.task_id, "role": c.role, "loss": c.loss, "limit": c.limit, "passed": c.passed}
-                for c in criteria
-            ],
-            "forgetting": [
-                {"task_id": v.task_id, "loss": v.loss, "reference": v.reference, "verdict": v.label} for v in verdicts
-            ],
-            "validation_history": self.state.validations,
-            "train_loss_per_epoch": self.state.train_losses,
-            "timings_s": timings,
-            "parent_checkpoint": {
-                "path": str(self.init_path) if self.init_path else None,
-                "model_sha256": file_sha256(parent / MODEL_FILE) if parent else None,
-            },
-            "stats_hash": self.stats_hash,
-            "git_commit": _git_commit(),
-            "config": _resolved_config(cfg),
-        }
 
 
 def _rank_device(device: torch.device, dist: DistContext) -> torch.device:
@@ -574,24 +548,7 @@ def _rank_device(device: torch.device, dist: DistContext) -> torch.device:
 
 
 def _copy_tree(source: Path, dest: Path) -> None:
-    for item in source.iterdir():
-        shutil.copy2(item, dest / item.name)
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def _resolved_config(cfg: Config) -> dict:
-    data = asdict(cfg)
-    data.pop("tasks", None)
-    data["data_roots"] = {task.name: task.data.root for task in cfg.tasks}  # read back by recorded.py
-    return data
+    shutil.copytree(source, dest, dirs_exist_ok=True)
 
 
 def format_timings(timings: dict[str, float]) -> str:

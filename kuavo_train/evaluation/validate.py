@@ -81,8 +81,11 @@ def validate_tasks(
     autocast=nullcontext,
     echo=print,
     dist=None,
+    routed=None,
 ) -> dict[int, float]:
-    """Validation loss per task id, printing the multi-task validation block of SPEC section 5."""
+    """Validation loss per task id, printing the multi-task validation block of SPEC section 5.
+
+    ``routed(task_id)``: a context manager that runs the task's own weights (per-task LoRA adapters)."""
     ids = sorted(loaders)
     echo(
         f"🔍 Multi-Task Validation (Tasks {ids[0]}-{ids[-1]})"
@@ -92,6 +95,7 @@ def validate_tasks(
     losses = {}
     for task_id in ids:
         echo(f"📊 Validating Task {task_id}...")
-        losses[task_id] = validation_loss(policy, preprocessor, loaders[task_id], device, autocast, dist)
+        with routed(task_id) if routed else nullcontext():
+            losses[task_id] = validation_loss(policy, preprocessor, loaders[task_id], device, autocast, dist)
         echo(f"  Task {task_id} Validation Loss: {losses[task_id]:.4f}")
     return losses

@@ -5,6 +5,7 @@ A policy dir (``best/``, ``epoch{N}/``, ``last/``) holds what plain lerobot load
 with the merged normalization stats) plus ``kuavo_schema.json`` (cameras, sizes, per-task action
 dims and instructions) and ``kuavo_checkpoint.json`` (epoch, step, losses, stats hash).
 ``last/`` also holds ``training_state.pt`` (optimizer, scheduler, sampler position, RNG states).
+LoRA stages (``policy.peft``) add ``adapters/`` (per task also ``kuavo_adapters.json``): policy/adapters.py.
 
 Every write is atomic (``kuavo_train.files``): a crash mid-write leaves the previous checkpoint intact.
 File names come from ``kuavo_train.layout``.
@@ -24,6 +25,7 @@ from kuavo_train.data.schema import FeatureSchema
 from kuavo_train.errors import KuavoError
 from kuavo_train.files import json_text, write_dir_atomically
 from kuavo_train.layout import CHECKPOINT_META_FILE, SCHEMA_FILE, TRAINING_STATE_FILE, epoch_of_dirname
+from kuavo_train.policy.adapters import Adapters, save_adapters
 
 
 def save_policy_dir(
@@ -34,11 +36,15 @@ def save_policy_dir(
     schema: FeatureSchema,
     meta: dict,
     training_state: dict | None = None,
+    adapters: Adapters | None = None,
 ) -> Path:
-    """Write a complete lerobot policy dir at ``target`` atomically."""
+    """Write a complete lerobot policy dir at ``target`` atomically (with ``adapters``: see policy.adapters)."""
 
     def fill(tmp: Path) -> None:
-        policy.save_pretrained(tmp)
+        if adapters is None:
+            policy.save_pretrained(tmp)
+        else:
+            save_adapters(adapters, tmp)
         preprocessor.save_pretrained(tmp)
         postprocessor.save_pretrained(tmp)
         schema.save(tmp / SCHEMA_FILE)

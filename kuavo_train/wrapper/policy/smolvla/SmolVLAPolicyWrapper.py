@@ -24,6 +24,8 @@ What it does on top of plain lerobot (``SmolVLAPolicy`` + the checkpoint's proce
 - the instruction is matched to a trained one (SPEC §11): exact after case/whitespace
   normalisation, else a unique prefix (a trailing "..." ignored) with a warning, else an error
   listing the trained instructions; a new instruction resets the action queue;
+- a per-task LoRA checkpoint (``policy.peft.mode=per_task``: ``kuavo_adapters.json``) runs each instruction's
+  task on its own adapter (:attr:`active_adapter`); one batch must not mix tasks of different adapters;
 - the un-normalized actions are cut to the task's own action size and clipped to the training
   data's per-dim [min, max] widened by ``clip_margin * (max - min)`` (min/max come from the
   checkpoint's postprocessor stats).
@@ -61,6 +63,7 @@ from kuavo_train.layout import (
     PREPROCESSOR_FILE,
     SCHEMA_FILE,
 )
+from kuavo_train.policy.adapters import Adapters, adapter_bank
 from kuavo_train.policy.attention import ATTENTION_KINDS, use_attention
 from kuavo_train.wrapper.policy.smolvla.checkpoint_dir import (
     DEVICE_STEP,
@@ -97,6 +100,7 @@ class SmolVLAPolicyWrapper:
         clip_margin: float = 0.05,
         checkpoint_dir: Path | None = None,
         checkpoint_meta: dict | None = None,
+        adapters: Adapters | None = None,
     ):
         if clip_margin < 0:
             raise KuavoError(f"clip_margin must be >= 0, got {clip_margin}")
@@ -109,6 +113,9 @@ class SmolVLAPolicyWrapper:
         self.clip_margin = float(clip_margin)
         self.checkpoint_dir = checkpoint_dir
         self.checkpoint_meta = checkpoint_meta or {}
+        self.adapters = adapters
+        self.active_adapter: str | None = None  # per-task LoRA: the adapter the last call ran (None: the base)
+        self._routed = False
         self._check_policy_matches_schema()
         self._action_min, self._action_max = self._action_range()
         self._resolved: dict[str, TaskFeatures] = {}
@@ -187,6 +194,7 @@ class SmolVLAPolicyWrapper:
                 f"could not load the weights {path / MODEL_FILE} ({type(exc).__name__}: {first_line(exc)}); "
                 "the file is truncated or belongs to another model: copy the checkpoint again"
             ) from exc
+        adapters = adapter_bank(policy, path)  # per-task LoRA adapters (None for a plain checkpoint)
         policy.to(device)
         use_attention(policy, attention)
         policy.eval()
@@ -224,6 +232,7 @@ class SmolVLAPolicyWrapper:
             clip_margin=clip_margin,
             checkpoint_dir=path,
             checkpoint_meta=meta,
+            adapters=adapters,
         )
 
     def _check_policy_matches_schema(self) -> None:
@@ -409,6 +418,7 @@ class SmolVLAPolicyWrapper:
                 model_batch[camera_padding_mask_key(key)] = torch.tensor(present, device=self.device)
         model_batch[TASK] = [task.instruction for task in tasks]
 
+        self._route(tasks)
         call = (tuple(task.task_id for task in tasks), size)
         if self._last_call is not None and call != self._last_call:
             self.policy.reset()  # the queued actions belong to another instruction (or batch size)
@@ -430,6 +440,21 @@ class SmolVLAPolicyWrapper:
                 "run them as separate batches"
             )
         return tasks
+
+    def _route(self, tasks: list[TaskFeatures]) -> None:
+        """Per-task LoRA: the adapter of the batch's task (the base for a task without one)."""
+        if self.adapters is None:
+            return
+        names = {self.adapters.task_adapters.get(task.task_id) for task in tasks}
+        if len(names) > 1:
+            raise KuavoError(
+                f"one batch mixes tasks of different LoRA adapters ({sorted(map(str, names))}); "
+                "run them as separate batches"
+            )
+        name = names.pop()
+        if not self._routed or name != self.active_adapter:
+            self.adapters.route(tasks[0].task_id)
+            self.active_adapter, self._routed = name, True
 
     def _image(self, value, key: str, shape: tuple[int, int, int], batched: bool, size: int) -> torch.Tensor:
         """(B, C, H, W) float32 in [0, 1] on the model's device, at the training resolution."""
