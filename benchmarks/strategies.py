@@ -8,7 +8,12 @@
   replay_freeze  the guide's replay and freezing at the stage-1 lr in every stage (the variation the first
                  benchmark suggested: there the lower lr of later stages under-fitted them)
 
-Every strategy states all three levers itself, so its meaning does not move with the shipped defaults.
+  lora_merge     LoRA stages (policy.peft.mode=merge): a fresh adapter per stage on the replay mix, merged
+                 into the weights at the stage's end; lr 10x the full-weight lr
+  lora_per_task  LoRA stages (policy.peft.mode=per_task): one adapter per task on its own data (no replay),
+                 earlier adapters untouched, the instruction picks the adapter; lr 10x the full-weight lr
+
+Every strategy states all its levers itself, so its meaning does not move with the shipped defaults.
   joint          all tasks mixed in equal shares, trained at once from the same start as stage 1
                  (policy.pretrained_path, or scratch): the multi-task upper bound; same epochs of
                  (stages x training.steps_per_epoch) steps.
@@ -33,9 +38,12 @@ from kuavo_train.data.prepare import prepare_curriculum_data
 from kuavo_train.files import recover_interrupted_writes
 from kuavo_train.layout import CURRICULUM_RESULTS_FILE, STAGE_RESULTS_FILE
 
-SEQUENTIAL = ("naive", "replay", "seed_guide", "replay_freeze")
+SEQUENTIAL = ("naive", "replay", "seed_guide", "replay_freeze", "lora_merge", "lora_per_task")
 STRATEGIES = (*SEQUENTIAL, "joint")
 STAGE1_LR = "task.training.lr=1e-4"  # the stage-1 lr of every config, then kept for every stage
+# LoRA's usual step: 10x the full-weight lr (adapters start at zero and hold few parameters); not tuned here.
+LORA_LR = "task.training.lr=1e-3"
+FULL_WEIGHTS = "policy.peft.mode=off"
 GUIDE_DIR = "seed_guide"  # beside each task file: the guide's overlay of it (its own lr)
 
 
@@ -44,11 +52,14 @@ def strategy_overrides(name: str, config_dir: Path, config_name: str, overrides:
     cfg = load_config(config_dir, config_name, overrides)
     half = f"policy.freeze_vlm_layers={cfg.policy.num_vlm_layers // 2}"  # the guide: 8 of 16
     replay = "sequential.use_replay_buffer=true"
+    no_replay, all_layers = "sequential.use_replay_buffer=false", "policy.freeze_vlm_layers=0"
     return {
-        "naive": ["sequential.use_replay_buffer=false", STAGE1_LR, "policy.freeze_vlm_layers=0"],
-        "replay": [replay, STAGE1_LR, "policy.freeze_vlm_layers=0"],
-        "seed_guide": [replay, guide_curriculum(config_dir, cfg.curriculum), half],
-        "replay_freeze": [replay, STAGE1_LR, half],
+        "naive": [no_replay, STAGE1_LR, all_layers, FULL_WEIGHTS],
+        "replay": [replay, STAGE1_LR, all_layers, FULL_WEIGHTS],
+        "seed_guide": [replay, guide_curriculum(config_dir, cfg.curriculum), half, FULL_WEIGHTS],
+        "replay_freeze": [replay, STAGE1_LR, half, FULL_WEIGHTS],
+        "lora_merge": [replay, LORA_LR, all_layers, "policy.peft.mode=merge"],
+        "lora_per_task": [no_replay, LORA_LR, all_layers, "policy.peft.mode=per_task"],
     }[name]
 
 
@@ -125,6 +136,7 @@ def joint_config(config_dir: Path, config_name: str, run_dir: Path, overrides: l
             f"training.steps_per_epoch={steps * len(last.tasks)}",
             "task.training.lr=1e-4",  # the stage-1 lr: training starts where stage 1 does
             "policy.freeze_vlm_layers=0",  # the upper bound trains every layer, as naive and replay do
+            FULL_WEIGHTS,
         ],
     )
 

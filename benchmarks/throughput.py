@@ -96,6 +96,9 @@ RECIPES = {
     "seed": ["policy.freeze_vlm_layers={half}"],
     "default": ["policy.freeze_vlm_layers=0"],
     "expert_only": ["policy.train_expert_only=true"],
+    # LoRA stages (docs/peft.md): an adapter on lerobot's SmolVLA default targets; the lerobot side wraps its
+    # policy with lerobot's own wrap_with_peft, as lerobot-train --peft does.
+    "lora": ["policy.freeze_vlm_layers=0", "policy.peft.mode=merge"],
 }
 # Our speed levers, each a config setting of the product: eager attention and no feature cache is "none".
 LEVERS = {
@@ -312,7 +315,14 @@ def build_policy(setup: Setup):
 
     seed_everything(stage_seed(setup.cfg))
     policy_cfg = dataclasses.replace(setup.cfg.policy, attention="eager")
-    return load_policy(policy_cfg, setup.data.schema, None, setup.device)
+    policy = load_policy(policy_cfg, setup.data.schema, None, setup.device)
+    if policy_cfg.peft.mode == "off":
+        return policy
+    from kuavo_train.policy.adapters import lora_config
+
+    # wrap_with_peft refuses a policy without a pretrained_path; here it only names the (same) initial weights.
+    policy.config.pretrained_path = "benchmark-initial-weights"
+    return policy.wrap_with_peft(peft_config=lora_config(policy, policy_cfg.peft))
 
 
 def batch_samples(batch: dict) -> int:

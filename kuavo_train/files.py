@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kuavo_train.layout import is_complete_policy_dir
+from kuavo_train.layout import ADAPTERS_DIR, MODEL_FILE, is_complete_policy_dir
 
 
 def write_dir_atomically(target: Path, fill: Callable[[Path], None]) -> Path:
@@ -89,3 +89,16 @@ def sha256_hex(path: Path) -> str:
 def file_sha256(path: Path) -> str:
     """First 16 hex digits of the file's sha256: the short id results files record."""
     return sha256_hex(path)[:16]
+
+
+def weights_sha256(policy_dir: Path) -> str:
+    """Short id of a policy dir's weights: ``file_sha256`` of ``model.safetensors``, or with LoRA adapters
+    (``adapters/``; a per-task base stays the same file) of it and of every adapter's weights."""
+    model = file_sha256(policy_dir / MODEL_FILE)
+    adapters = sorted((policy_dir / ADAPTERS_DIR).glob("*/*.safetensors"))
+    if not adapters:
+        return model
+    digest = hashlib.sha256(model.encode())
+    for path in adapters:
+        digest.update(f"{path.relative_to(policy_dir)}={file_sha256(path)}".encode())
+    return digest.hexdigest()[:16]

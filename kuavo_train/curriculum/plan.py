@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -46,6 +46,7 @@ class StagePlan:
     shared_memory_free: int | None
     cameras_missing: dict[str, list[str]]  # task name -> cameras of the model its data lacks (masked)
     feature_cache: str  # one line: the image-embedding cache this stage would use, its size and build time
+    parameters: str = ""  # one line: what trains (full weights or a LoRA adapter), counts and static memory
 
 
 def plan_stage(cfg: Config, data) -> StagePlan:
@@ -82,7 +83,29 @@ def plan_stage(cfg: Config, data) -> StagePlan:
         shared_memory_free=shared_memory_free(),
         cameras_missing={t.name: list(t.missing_cameras) for t in data.schema.tasks if t.missing_cameras},
         feature_cache=cache.line,
+        parameters=plan_parameters(cfg, data.schema),
     )
+
+
+def plan_parameters(cfg: Config, schema) -> str:
+    """What the stage trains, counted on a fresh build of its architecture (no weights read), and the static
+    training state that needs: fp32 weights + gradients and AdamW's two moments of what trains."""
+    import torch
+
+    from kuavo_train.policy.adapters import attach_adapters
+    from kuavo_train.policy.factory import count_parameters, load_policy
+
+    try:
+        policy = load_policy(replace(cfg.policy, load_vlm_weights=False), schema, None, torch.device("cpu"))
+    except KuavoError as exc:
+        return f"not counted ({exc})"
+    peft = cfg.policy.peft
+    what = f"LoRA adapter ({peft.mode}, rank {peft.rank})" if peft.mode != "off" else "full weights (as frozen)"
+    if peft.mode != "off":
+        attach_adapters(policy, peft, cfg.task.id, cfg.task.dirname, None, cached_vision=False)
+    counts = count_parameters(policy)
+    static_gib = (4 * counts.total + (4 + 8) * counts.trainable) / 2**30
+    return f"{what}: {counts}; {static_gib:.2f} GiB static training state (fp32 weights, grads, AdamW; + activations)"
 
 
 @dataclass
@@ -178,6 +201,7 @@ def format_plan(plan: StagePlan) -> str:
         f"  estimated disk:    {plan.estimated_checkpoint_gb:.1f} GB of checkpoints",
         f"  shared memory:     {_shm_line(plan)}",
         f"  feature cache:     {plan.feature_cache}",
+        f"  trains:            {plan.parameters}",
     ]
     lines += [
         f"  camera masked:     task {task} has no {', '.join(c.removeprefix('observation.images.') for c in cams)} "

@@ -7,8 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from kuavo_train.config.schema import Config
-from kuavo_train.files import file_sha256
-from kuavo_train.layout import MODEL_FILE
+from kuavo_train.files import weights_sha256
 from kuavo_train.policy.factory import count_parameters
 
 
@@ -49,7 +48,7 @@ def stage_record(runner, losses, seen, criteria, verdicts, timings) -> dict:
         "timings_s": timings,
         "parent_checkpoint": {
             "path": str(runner.init_path) if runner.init_path else None,
-            "model_sha256": file_sha256(parent / MODEL_FILE) if parent else None,
+            "model_sha256": weights_sha256(parent) if parent else None,  # with a LoRA dir's adapters
         },
         "stats_hash": runner.stats_hash,
         "git_commit": _git_commit(),

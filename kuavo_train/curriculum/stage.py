@@ -43,7 +43,7 @@ from kuavo_train.evaluation.forgetting import (
 )
 from kuavo_train.evaluation.results import read_stage_results, write_curriculum_results
 from kuavo_train.evaluation.validate import limit_samples, make_loader, rank_shard, validate_tasks
-from kuavo_train.files import file_sha256, recover_interrupted_writes, write_dir_atomically, write_json_atomically
+from kuavo_train.files import recover_interrupted_writes, weights_sha256, write_dir_atomically, write_json_atomically
 from kuavo_train.layout import CHECKPOINT_META_FILE, MODEL_FILE, is_complete_policy_dir
 from kuavo_train.policy.adapters import load_active_weights
 from kuavo_train.policy.factory import count_parameters
@@ -258,7 +258,7 @@ class StageRunner:
 
     def _warn_stale_later_stages(self) -> None:
         """Redoing a stage makes later stages trained from its old best/ stale."""
-        new_hash = file_sha256(self.paths.best / MODEL_FILE)
+        new_hash = weights_sha256(self.paths.best)
         for task in self.cfg.tasks[self.stage :]:
             results = read_stage_results(stage_paths(self.cfg, task).results)
             parent = (results or {}).get("parent_checkpoint", {})

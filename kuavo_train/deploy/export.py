@@ -44,6 +44,8 @@ from kuavo_train.deploy.readme import readme_text
 from kuavo_train.errors import KuavoError, guarded
 from kuavo_train.files import sha256_hex
 from kuavo_train.layout import (
+    ADAPTER_TABLE_FILE,
+    ADAPTERS_DIR,
     CHECKPOINT_META_FILE,
     CONFIG_FILE,
     EXPORT_META_FILE,
@@ -132,6 +134,7 @@ def export_policy(
 
     def fill(tmp: Path) -> None:
         for name in policy_files:
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             _copy_file(checkpoint / name, tmp / name)
         config.update(vlm_model_name=VLM_DIR, load_vlm_weights=False)
         _write_json(tmp / CONFIG_FILE, config, indent=4)
@@ -268,6 +271,7 @@ def _policy_files(checkpoint: Path) -> list[str]:
     names = [MODEL_FILE, POSTPROCESSOR_FILE, SCHEMA_FILE]  # CONFIG_FILE and PREPROCESSOR_FILE are rewritten
     if (checkpoint / CHECKPOINT_META_FILE).is_file():
         names.append(CHECKPOINT_META_FILE)
+    names += _adapter_files(checkpoint)
     for pipeline in (PREPROCESSOR_FILE, POSTPROCESSOR_FILE):
         for step in _read_json(checkpoint / pipeline).get("steps", []):
             state_file = step.get("state_file")
@@ -277,6 +281,23 @@ def _policy_files(checkpoint: Path) -> list[str]:
                         f"checkpoint {checkpoint} is incomplete: {state_file} (named in {pipeline}) is missing"
                     )
                 names.append(state_file)
+    return names
+
+
+def _adapter_files(checkpoint: Path) -> list[str]:
+    """A per-task LoRA checkpoint's bank (its table and every adapter it names); none for a plain checkpoint."""
+    table_path = checkpoint / ADAPTER_TABLE_FILE
+    if not table_path.is_file():
+        return []
+    names = [ADAPTER_TABLE_FILE]
+    for adapter in sorted(set(_read_json(table_path).get("adapters", {}).values())):
+        for file in ("adapter_config.json", "adapter_model.safetensors"):
+            name = f"{ADAPTERS_DIR}/{adapter}/{file}"
+            if not (checkpoint / name).is_file():
+                raise KuavoError(
+                    f"checkpoint {checkpoint} is incomplete: {name} (named in {ADAPTER_TABLE_FILE}) is missing"
+                )
+            names.append(name)
     return names
 
 

@@ -113,7 +113,6 @@ def attach_adapters(
     """Inject this stage's adapter for ``task_id`` (trainable) and, per_task, the bank of ``start_from`` (frozen)
     into ``policy``."""
     from peft import get_peft_model
-
     from peft.utils.error import NoMatchingPeftModuleError
 
     config = lora_config(policy, settings)

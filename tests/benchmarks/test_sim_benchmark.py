@@ -100,9 +100,12 @@ def test_each_strategy_sets_its_levers_whatever_the_shipped_defaults(config_name
             [round(t.training.lr / first, 6) for t in cfg.tasks],
             cfg.policy.freeze_vlm_layers,
             cfg.sequential.use_replay_buffer,
+            cfg.policy.peft.mode,
         )
 
-    assert trained("seed_guide") == ([1.0, 0.5, 0.3, 0.2], half, True)
-    assert trained("replay_freeze") == ([1.0] * 4, half, True)
-    assert trained("replay") == ([1.0] * 4, 0, True)
-    assert trained("naive") == ([1.0] * 4, 0, False)
+    assert trained("seed_guide") == ([1.0, 0.5, 0.3, 0.2], half, True, "off")
+    assert trained("replay_freeze") == ([1.0] * 4, half, True, "off")
+    assert trained("replay") == ([1.0] * 4, 0, True, "off")
+    assert trained("naive") == ([1.0] * 4, 0, False, "off")
+    assert trained("lora_merge") == ([1.0] * 4, 0, True, "merge")
+    assert trained("lora_per_task") == ([1.0] * 4, 0, False, "per_task")

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 
 from kuavo_train.errors import KuavoError
-from kuavo_train.files import file_sha256
+from kuavo_train.files import file_sha256, weights_sha256
 from kuavo_train.layout import ADAPTER_TABLE_FILE, ADAPTERS_DIR, MODEL_FILE
 from kuavo_train.training.loop import TEST_KILL_ENV
 from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import SmolVLAPolicyWrapper
@@ -45,6 +45,8 @@ def test_per_task_keeps_the_base_and_every_earlier_adapter_untouched(per_task_ru
     for stage in (2, 3, 4):
         best = per_task_run.stage(stage).best
         assert file_sha256(best / MODEL_FILE) == base, f"stage {stage} changed the shared base"
+        parent = _results(per_task_run, stage)["parent_checkpoint"]["model_sha256"]
+        assert parent == weights_sha256(per_task_run.stage(stage - 1).best) != base  # the adapters count too
         table = json.loads((best / ADAPTER_TABLE_FILE).read_text())
         assert table == {"adapters": {str(t): NAMES[t] for t in range(1, stage + 1)}}
         for earlier in range(1, stage):
@@ -152,3 +154,32 @@ def test_an_interrupted_lora_stage_resumes_to_the_same_adapter(demo_env, tmp_pat
         theirs = load_file(tmp_path / "reference" / NAMES[1] / name / ADAPTERS_DIR / NAMES[1] / ADAPTER_FILE)
         assert ours.keys() == theirs.keys()
         assert all(torch.equal(ours[k], theirs[k]) for k in ours), f"{name}/ differs after the resume"
+
+
+def test_plain_lerobot_loads_the_base_plus_one_adapter_as_docs_peft_says(per_task_run):
+    """docs/peft.md: SmolVLAPolicy.from_pretrained(best) + peft's PeftModel.from_pretrained(adapters/<task>)."""
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+    from peft import PeftModel
+
+    best = per_task_run.stage(4).best
+    policy = PeftModel.from_pretrained(SmolVLAPolicy.from_pretrained(best), best / ADAPTERS_DIR / NAMES[2])
+    saved = load_file(best / ADAPTERS_DIR / NAMES[2] / ADAPTER_FILE)
+    loaded = {k: v for k, v in policy.state_dict().items() if "lora_" in k}
+    assert len(loaded) == len(saved) and saved
+    merged = policy.merge_and_unload()  # a plain SmolVLAPolicy for lerobot-eval / lerobot-record
+    assert isinstance(merged, SmolVLAPolicy) and not any("lora_" in k for k in merged.state_dict())
+
+
+def test_export_of_a_per_task_model_carries_its_adapters(per_task_run, tmp_path):
+    from kuavo_train.deploy.export import export_policy
+
+    best = per_task_run.stage(4).best
+    export_policy(best, tmp_path / "export")
+    source = SmolVLAPolicyWrapper.from_pretrained(best, device="cpu")
+    exported = SmolVLAPolicyWrapper.from_pretrained(tmp_path / "export", device="cpu")
+    noise = torch.randn(source.noise_shape(1), generator=torch.Generator().manual_seed(1))
+    for task in source.schema.tasks:
+        obs = source.make_example_observation(task.task_id, seed=1)
+        ours = exported.predict_action_chunk(obs, noise=noise)
+        assert torch.equal(ours, source.predict_action_chunk(obs, noise=noise))
+        assert exported.active_adapter == NAMES[task.task_id]
