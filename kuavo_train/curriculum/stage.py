@@ -16,6 +16,7 @@ import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -191,6 +192,8 @@ class StageRunner:
         started = time.perf_counter()
         seed_everything(stage_seed(self.cfg))
         resume = self._resume_source()
+        if resume is not None:
+            self._check_resume_fits(resume)
         self._check_parent_compatible()
         self._check_shared_memory()
         lora = self.cfg.policy.peft.mode != "off"  # a LoRA stage resumes its adapter on its own start
@@ -231,6 +234,27 @@ class StageRunner:
             raise KuavoError(
                 f"the previous stage's checkpoint {self.init_path} has another feature schema (cameras/sizes) "
                 "than this data; retrain from stage 1"
+            )
+
+    @cached_property
+    def _start_weights(self) -> str | None:
+        """Id of the weights this stage started from: a LoRA stage's last/ holds only its adapter on them."""
+        start = Path(str(self.init_path)) if self.init_path else None
+        return weights_sha256(start) if start and start.is_dir() else (str(self.init_path) if start else None)
+
+    def _check_resume_fits(self, last: Path) -> None:
+        """A resume continues the same training: same policy.peft, and for LoRA the same start weights."""
+        saved = read_checkpoint_meta(last)
+        peft = asdict(self.cfg.policy.peft)
+        if saved.get("peft", {"mode": "off"}) != (peft if peft["mode"] != "off" else {"mode": "off"}):
+            raise KuavoError(
+                f"{last} was trained with policy.peft={saved.get('peft', {'mode': 'off'})}, not {peft}: rerun with "
+                "those settings to resume, or retrain the stage with training.overwrite=true"
+            )
+        if peft["mode"] != "off" and saved.get("start_weights") != self._start_weights:
+            raise KuavoError(
+                f"{last} holds an adapter trained on other start weights than {self.init_path} (retrained since?): "
+                "retrain this stage with training.overwrite=true"
             )
 
     def _check_shared_memory(self) -> None:
@@ -442,6 +466,8 @@ class StageRunner:
             "best_loss": self.state.best_loss if math.isfinite(self.state.best_loss) else None,
             "run_id": self.run_id,
         }
+        if self.cfg.policy.peft.mode != "off":  # what a resume must match (_check_resume_fits)
+            meta.update(peft=asdict(self.cfg.policy.peft), start_weights=self._start_weights)
 
         def save() -> None:
             state = None

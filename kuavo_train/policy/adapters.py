@@ -89,7 +89,7 @@ def read_adapter_table(policy_dir: str | Path | None) -> dict | None:
     try:
         table = json.loads(path.read_text())
         return {"adapters": {int(k): str(v) for k, v in table["adapters"].items()}}
-    except (ValueError, KeyError, AttributeError) as exc:
+    except (ValueError, KeyError, AttributeError, TypeError) as exc:
         raise KuavoError(f"{path} is not a valid adapter table ({first_line(exc)}); copy the checkpoint again") from exc
 
 
@@ -121,22 +121,35 @@ def attach_adapters(
     except NoMatchingPeftModuleError as exc:
         raise KuavoError(f"policy.peft.targets={settings.targets!r} matches no module of the policy") from exc
     adapters = Adapters(model, settings.mode, stage_adapter)
-    _check_targets(model, settings, cached_vision)
     if settings.mode == "per_task":
         table = read_adapter_table(start_from) or {"adapters": {}}
+        if stage_adapter in table["adapters"].values():
+            raise KuavoError(
+                f"{start_from} already holds an adapter {stage_adapter!r}: a per-task stage starts from the previous "
+                "stage's best/, not from a later one"
+            )
         for earlier, name in table["adapters"].items():
-            if name != stage_adapter:
-                _load_adapter(model, Path(start_from) / ADAPTERS_DIR / name, name)
+            _load_adapter(model, Path(start_from) / ADAPTERS_DIR / name, name)
             adapters.task_adapters[earlier] = name
         adapters.task_adapters[task_id] = stage_adapter
+    _check_targets(model, settings, cached_vision)
     model.set_adapter(stage_adapter)  # trainable; every other adapter frozen
     return adapters
 
 
 def _check_targets(model, settings: PeftSettings, cached_vision: bool) -> None:
+    from peft.tuners.lora import Linear
+
     targeted = list(model.targeted_module_names)
     if not targeted:
         raise KuavoError(f"policy.peft.targets={settings.targets!r} matches no module of the policy")
+    modules = dict(model.base_model.model.named_modules())
+    other = [name for name in targeted if not isinstance(modules.get(name), Linear)]
+    if other:  # base_state_dict merges Linear deltas only
+        raise KuavoError(
+            f"policy.peft.targets={settings.targets!r} matches {other[0]} ({type(modules.get(other[0])).__name__}); "
+            "only linear layers can be adapted: narrow the regex"
+        )
     if cached_vision and any(".vision_model." in name or ".connector." in name for name in targeted):
         raise KuavoError(
             "policy.peft.targets adapts vision modules but data.feature_cache keeps their embeddings fixed: "
@@ -149,12 +162,24 @@ def _load_adapter(model, folder: Path, name: str) -> None:
         if not (folder / needed).is_file():
             raise KuavoError(f"{folder / needed} is missing: the adapter bank is incomplete; copy the checkpoint again")
     try:
-        model.load_adapter(str(folder), adapter_name=name, is_trainable=False)
+        result = model.load_adapter(str(folder), adapter_name=name, is_trainable=False, torch_device="cpu")
     except Exception as exc:  # SafetensorError (corrupt), shape mismatches, bad json
         raise KuavoError(
             f"cannot load the adapter {folder} ({type(exc).__name__}: {first_line(exc)[:300]}); "
             "the file is truncated or corrupt: copy the checkpoint again"
         ) from exc
+    _check_loaded(model, name, result, folder / _ADAPTER_WEIGHTS)
+
+
+def _check_loaded(model, name: str, result, path: Path) -> None:
+    """peft only warns about an adapter file that lacks weights (the adapter then stays at its fresh init)."""
+    wanted = {k for k in model.state_dict() if f".{name}." in k and "lora_" in k}
+    missing = sorted(k for k in result.missing_keys if k in wanted)
+    if missing or result.unexpected_keys:
+        raise KuavoError(
+            f"the adapter {path} does not fit this model ({len(missing)} missing, {len(result.unexpected_keys)} "
+            "unexpected weights): it belongs to another model or was cut short; copy the checkpoint again"
+        )
 
 
 def load_active_weights(adapters: Adapters, policy_dir: Path) -> None:
@@ -165,23 +190,23 @@ def load_active_weights(adapters: Adapters, policy_dir: Path) -> None:
     path = folder / _ADAPTER_WEIGHTS
     if not path.is_file():
         raise KuavoError(
-            f"{path} is missing: {policy_dir} lost this stage's adapter; retrain with training.overwrite=true"
+            f"{path} is missing: {policy_dir} lost its adapter; copy it again or retrain (training.overwrite=true)"
         )
     try:
         weights = load_peft_weights(str(folder), device="cpu")
     except Exception as exc:
         raise KuavoError(
             f"cannot load the adapter {path} ({type(exc).__name__}: {first_line(exc)[:300]}); the file is truncated "
-            "or corrupt: delete it and retrain with training.overwrite=true"
+            "or corrupt: copy it again or retrain (training.overwrite=true)"
         ) from exc
-    result = set_peft_model_state_dict(adapters.model, weights, adapter_name=adapters.active)
-    wanted = {k for k in adapters.model.state_dict() if f".{adapters.active}." in k and "lora_" in k}
-    missing = sorted(k for k in result.missing_keys if k in wanted)
-    if missing or result.unexpected_keys:
+    try:
+        result = set_peft_model_state_dict(adapters.model, weights, adapter_name=adapters.active)
+    except RuntimeError as exc:  # other shapes: another rank
         raise KuavoError(
-            f"the adapter {path} does not fit this model ({len(missing)} missing, "
-            f"{len(result.unexpected_keys)} unexpected weights); retrain with training.overwrite=true"
-        )
+            f"the adapter {path} has other shapes than policy.peft makes ({first_line(exc)[:200]}); "
+            "use the settings it was trained with or retrain with training.overwrite=true"
+        ) from exc
+    _check_loaded(adapters.model, adapters.active, result, path)
 
 
 @torch.no_grad()
@@ -239,12 +264,16 @@ def adapter_bank(policy, policy_dir: Path):
         if not (first / needed).is_file():
             raise KuavoError(f"{first / needed} is missing: the adapter bank is incomplete; copy the checkpoint again")
     try:
-        model = PeftModel.from_pretrained(policy, str(first), adapter_name=names[0], is_trainable=False)
+        model = PeftModel.from_pretrained(
+            policy, str(first), adapter_name=names[0], is_trainable=False, torch_device="cpu"
+        )
     except Exception as exc:
         raise KuavoError(
             f"cannot load the adapter {first} ({type(exc).__name__}: {first_line(exc)[:300]}); the file is "
             "truncated or corrupt: copy the checkpoint again"
         ) from exc
+    adapters = Adapters(model, "per_task", names[0], dict(table["adapters"]))
+    load_active_weights(adapters, Path(policy_dir))  # again, checked: from_pretrained only warns on missing weights
     for name in names[1:]:
         _load_adapter(model, Path(policy_dir) / ADAPTERS_DIR / name, name)
-    return Adapters(model, "per_task", names[-1], dict(table["adapters"]))
+    return adapters

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from kuavo_train.errors import KuavoError
 from kuavo_train.files import file_sha256, weights_sha256
@@ -164,8 +165,11 @@ def test_plain_lerobot_loads_the_base_plus_one_adapter_as_docs_peft_says(per_tas
     best = per_task_run.stage(4).best
     policy = PeftModel.from_pretrained(SmolVLAPolicy.from_pretrained(best), best / ADAPTERS_DIR / NAMES[2])
     saved = load_file(best / ADAPTERS_DIR / NAMES[2] / ADAPTER_FILE)
-    loaded = {k: v for k, v in policy.state_dict().items() if "lora_" in k}
-    assert len(loaded) == len(saved) and saved
+    loaded = {k: v for k, v in policy.state_dict().items() if "lora_B" in k}
+    assert loaded and any(v.abs().sum() > 0 for v in loaded.values())  # the trained values, not a fresh B = 0
+    assert sorted(float(v.sum()) for v in loaded.values()) == pytest.approx(
+        sorted(float(v.sum()) for k, v in saved.items() if "lora_B" in k)
+    )
     merged = policy.merge_and_unload()  # a plain SmolVLAPolicy for lerobot-eval / lerobot-record
     assert isinstance(merged, SmolVLAPolicy) and not any("lora_" in k for k in merged.state_dict())
 
@@ -183,3 +187,23 @@ def test_export_of_a_per_task_model_carries_its_adapters(per_task_run, tmp_path)
         ours = exported.predict_action_chunk(obs, noise=noise)
         assert torch.equal(ours, source.predict_action_chunk(obs, noise=noise))
         assert exported.active_adapter == NAMES[task.task_id]
+
+
+def test_a_resume_must_match_the_adapter_settings_and_start(demo_env, per_task_run, tmp_path):
+    """last/ of a LoRA stage holds only its adapter: a resume with another rank, mode or start weights is refused."""
+    root = copy_run(per_task_run.root, tmp_path)
+    stage2 = root / NAMES[2]
+    (stage2 / "training_results.json").unlink()  # as if stage 2 had been cut short after its last/
+    shutil.rmtree(stage2 / "best")
+    extra = [*FAST_STAGE, "policy.peft.mode=per_task"]
+    for change, message in (
+        (["policy.peft.rank=8"], "policy.peft"),
+        (["policy.peft.mode=merge"], "policy.peft"),
+    ):
+        result = run_seed_command(demo_env, root, TASK_FILES[1], extra=[*extra, *change])
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-1500:]
+    stage1_weights = root / NAMES[1] / "best" / ADAPTERS_DIR / NAMES[1] / ADAPTER_FILE
+    weights = load_file(stage1_weights)
+    save_file({k: v + 1 for k, v in weights.items()}, stage1_weights)  # stage 1 retrained since
+    result = run_seed_command(demo_env, root, TASK_FILES[1], extra=extra)
+    assert result.returncode != 0 and "other start weights" in result.stderr, result.stderr[-1500:]
