@@ -149,7 +149,10 @@ def export_policy(
         meta["files"] = {str(p.relative_to(tmp)): sha256_hex(p) for p in sorted(tmp.rglob("*")) if p.is_file()}
         _write_json(tmp / EXPORT_META_FILE, meta, indent=2)
         schema = json.loads((tmp / SCHEMA_FILE).read_text())
-        (tmp / README_FILE).write_text(readme_text(out.name, meta, schema))
+        table = _read_json(tmp / ADAPTER_TABLE_FILE)["adapters"] if (tmp / ADAPTER_TABLE_FILE).is_file() else None
+        (tmp / README_FILE).write_text(
+            readme_text(out.name, meta, schema, {int(k): v for k, v in (table or {}).items()})
+        )
         (tmp / README_FILE).chmod(0o644)
         if verify:
             result.checked = _verify(tmp)

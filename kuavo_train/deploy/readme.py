@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from kuavo_train.layout import EXPORT_META_FILE
+from kuavo_train.layout import ADAPTER_TABLE_FILE, ADAPTERS_DIR, EXPORT_META_FILE
 from kuavo_train.layout import EXPORT_VLM_DIR as VLM_DIR
 
 
-def readme_text(folder_name: str, meta: dict, schema: dict) -> str:
-    """README.txt of an export: what is inside, install, load with the wrapper / plain lerobot, another VLM folder."""
+def readme_text(folder_name: str, meta: dict, schema: dict, adapters: dict[int, str] | None = None) -> str:
+    """README.txt of an export: what is inside, install, load with the wrapper / plain lerobot, another VLM folder.
+    ``adapters``: a per-task LoRA model's task id -> adapter name."""
     tasks = schema["tasks"]
     trained = meta.get("checkpoint", {})
     origin = ", ".join(f"{k} {trained[k]}" for k in ("stage", "task_name", "epoch", "step") if k in trained)
@@ -23,6 +24,15 @@ def readme_text(folder_name: str, meta: dict, schema: dict) -> str:
         f"\nThis checkpoint is from stage {trained['stage']} of {len(tasks)}: the tasks of later stages are not "
         "trained yet."
         if "stage" in trained and trained["stage"] < len(tasks)
+        else ""
+    )
+    adapter_note = (
+        f"\n   This model has one LoRA adapter per task ({ADAPTERS_DIR}/<task>/, {ADAPTER_TABLE_FILE}): the wrapper "
+        "routes each\n   instruction to its task's adapter. The lines above run the shared base only; for one task "
+        "add,\n   after SmolVLAPolicy.from_pretrained (needs peft):\n     from peft import PeftModel\n"
+        f'     policy = PeftModel.from_pretrained(policy, str(folder / "{ADAPTERS_DIR}/'
+        f'{(adapters or {}).get(last["task_id"], "<task dir>")}")).merge_and_unload()\n'
+        if adapters
         else ""
     )
     versions = ", ".join(f"{k} {v}" for k, v in meta["versions"].items())
@@ -109,7 +119,7 @@ print(action.shape)
 
    Unlike the wrapper, plain lerobot does not pad the state, resize images, match instructions
    loosely, cut the action to the task's size or clip it to the training range.
-
+{adapter_note}
 4. Another copy of the VLM files (e.g. a shared HuggingFaceTB/SmolVLM2-500M-Video-Instruct folder):
 
      SmolVLAPolicyWrapper.from_pretrained("{folder_name}", vlm_model_name="/path/to/vlm_folder")

@@ -187,6 +187,8 @@ def test_export_of_a_per_task_model_carries_its_adapters(per_task_run, tmp_path)
         ours = exported.predict_action_chunk(obs, noise=noise)
         assert torch.equal(ours, source.predict_action_chunk(obs, noise=noise))
         assert exported.active_adapter == NAMES[task.task_id]
+    readme = (tmp_path / "export" / "README.txt").read_text()
+    assert "one LoRA adapter per task" in readme and f"adapters/{NAMES[4]}" in readme
 
 
 def test_a_resume_must_match_the_adapter_settings_and_start(demo_env, per_task_run, tmp_path):
