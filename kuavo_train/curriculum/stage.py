@@ -246,12 +246,13 @@ class StageRunner:
         """A resume continues the same training: same policy.peft, and for LoRA the same start weights."""
         saved = read_checkpoint_meta(last)
         peft = asdict(self.cfg.policy.peft)
-        if saved.get("peft", {"mode": "off"}) != (peft if peft["mode"] != "off" else {"mode": "off"}):
+        was = saved.get("peft", {"mode": "off"} if peft["mode"] == "off" else None)  # None: not recorded (older)
+        if was is not None and was != (peft if peft["mode"] != "off" else {"mode": "off"}):
             raise KuavoError(
-                f"{last} was trained with policy.peft={saved.get('peft', {'mode': 'off'})}, not {peft}: rerun with "
+                f"{last} was trained with policy.peft={was}, not {peft}: rerun with "
                 "those settings to resume, or retrain the stage with training.overwrite=true"
             )
-        if peft["mode"] != "off" and saved.get("start_weights") != self._start_weights:
+        if "start_weights" in saved and saved["start_weights"] != self._start_weights:
             raise KuavoError(
                 f"{last} holds an adapter trained on other start weights than {self.init_path} (retrained since?): "
                 "retrain this stage with training.overwrite=true"
