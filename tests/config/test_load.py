@@ -184,3 +184,12 @@ def test_the_sim_pretraining_config_shares_the_curriculum_settings_but_no_task()
     assert not {t.name for t in pretrain.tasks} & {t.name for t in curriculum.tasks}
     assert pretrain.policy.num_vlm_layers == curriculum.policy.num_vlm_layers
     assert pretrain.training.batch_size == curriculum.training.batch_size
+
+
+def test_the_lora_per_task_recipe_is_a_named_config():
+    """The benchmarks' lora_per_task strategy on the real curriculum: per-task adapters, no replay, 10x lr."""
+    lora = load_config(DEFAULT_CONFIG_DIR, "smolvla_sequential_lora_per_task")
+    base = load_config()
+    assert lora.policy.peft.mode == "per_task" and not lora.sequential.use_replay_buffer
+    assert [t.training.lr for t in lora.tasks] == pytest.approx([10 * t.training.lr for t in base.tasks])
+    assert [t.name for t in lora.tasks] == [t.name for t in base.tasks]
