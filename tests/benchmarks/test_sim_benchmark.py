@@ -92,16 +92,23 @@ def test_each_strategy_sets_its_levers_whatever_the_shipped_defaults(config_name
     from kuavo_train.config.load import DEFAULT_CONFIG_DIR, load_config
 
     def trained(name):
-        cfg = load_config(
-            DEFAULT_CONFIG_DIR, config_name, strategy_overrides(name, DEFAULT_CONFIG_DIR, config_name, [])
-        )
-        first = cfg.tasks[0].training.lr
+        """Per stage as run-all loads it (``task=<file>`` last: a ``task.*`` override reaches every stage)."""
+        overrides = strategy_overrides(name, DEFAULT_CONFIG_DIR, config_name, [])
+        cfg = load_config(DEFAULT_CONFIG_DIR, config_name, overrides)
+        lrs = [
+            load_config(DEFAULT_CONFIG_DIR, config_name, [*overrides, f"task={f}"]).task.training.lr
+            for f in cfg.curriculum
+        ]
         return (
-            [round(t.training.lr / first, 6) for t in cfg.tasks],
+            [round(lr / lrs[0], 6) for lr in lrs],
             cfg.policy.freeze_vlm_layers,
             cfg.sequential.use_replay_buffer,
             cfg.policy.peft.mode,
         )
+
+    def stage1_lr(name):
+        overrides = strategy_overrides(name, DEFAULT_CONFIG_DIR, config_name, [])
+        return load_config(DEFAULT_CONFIG_DIR, config_name, overrides).tasks[0].training.lr
 
     assert trained("seed_guide") == ([1.0, 0.5, 0.3, 0.2], half, True, "off")
     assert trained("replay_freeze") == ([1.0] * 4, half, True, "off")
@@ -109,3 +116,5 @@ def test_each_strategy_sets_its_levers_whatever_the_shipped_defaults(config_name
     assert trained("naive") == ([1.0] * 4, 0, False, "off")
     assert trained("lora_merge") == ([1.0] * 4, 0, True, "merge")
     assert trained("lora_per_task") == ([1.0] * 4, 0, False, "per_task")
+    for lora in ("lora_merge", "lora_per_task"):  # LoRA's 10x lr
+        assert stage1_lr(lora) == pytest.approx(10 * stage1_lr("replay"))
