@@ -85,10 +85,16 @@ def seed_command(demo_env: DemoEnv, output: Path, task_file: str = TASK_FILES[0]
 
 
 def run_seed_command(
-    demo_env: DemoEnv, output: Path, task_file: str = TASK_FILES[0], extra=()
+    demo_env: DemoEnv, output: Path, task_file: str = TASK_FILES[0], extra=(), env: dict | None = None
 ) -> subprocess.CompletedProcess:
+    """The seed command in a subprocess (``env``: its environment; None = this process's)."""
     return subprocess.run(
-        seed_command(demo_env, output, task_file, extra), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+        seed_command(demo_env, output, task_file, extra),
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 

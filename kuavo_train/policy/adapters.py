@@ -157,10 +157,14 @@ def _check_targets(model, settings: PeftSettings, cached_vision: bool) -> None:
         )
 
 
-def _load_adapter(model, folder: Path, name: str) -> None:
+def _check_adapter_files(folder: Path) -> None:
     for needed in (_ADAPTER_CONFIG, _ADAPTER_WEIGHTS):
         if not (folder / needed).is_file():
             raise KuavoError(f"{folder / needed} is missing: the adapter bank is incomplete; copy the checkpoint again")
+
+
+def _load_adapter(model, folder: Path, name: str) -> None:
+    _check_adapter_files(folder)
     try:
         result = model.load_adapter(str(folder), adapter_name=name, is_trainable=False, torch_device="cpu")
     except Exception as exc:  # SafetensorError (corrupt), shape mismatches, bad json
@@ -260,9 +264,7 @@ def adapter_bank(policy, policy_dir: Path):
     if not names:
         raise KuavoError(f"{Path(policy_dir) / ADAPTER_TABLE_FILE} lists no adapter; copy the checkpoint again")
     first = Path(policy_dir) / ADAPTERS_DIR / names[0]
-    for needed in (_ADAPTER_CONFIG, _ADAPTER_WEIGHTS):
-        if not (first / needed).is_file():
-            raise KuavoError(f"{first / needed} is missing: the adapter bank is incomplete; copy the checkpoint again")
+    _check_adapter_files(first)
     try:
         model = PeftModel.from_pretrained(
             policy, str(first), adapter_name=names[0], is_trainable=False, torch_device="cpu"

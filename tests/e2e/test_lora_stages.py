@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 
 import pytest
 import torch
@@ -17,7 +16,7 @@ from kuavo_train.files import file_sha256, weights_sha256
 from kuavo_train.layout import ADAPTER_TABLE_FILE, ADAPTERS_DIR, MODEL_FILE
 from kuavo_train.training.loop import TEST_KILL_ENV
 from kuavo_train.wrapper.policy.smolvla.SmolVLAPolicyWrapper import SmolVLAPolicyWrapper
-from tests.conftest import FAST_STAGE, REPO_ROOT, TASK_FILES, copy_run, run_seed_command, seed_command, train_stages
+from tests.conftest import FAST_STAGE, TASK_FILES, copy_run, run_seed_command, train_stages
 
 ADAPTER_FILE = "adapter_model.safetensors"
 NAMES = {1: "task1_moving_grasp", 2: "task2_weighing", 3: "task3_placement", 4: "task4_sorting"}
@@ -138,14 +137,7 @@ def test_an_interrupted_lora_stage_resumes_to_the_same_adapter(demo_env, tmp_pat
     reference = run_seed_command(demo_env, tmp_path / "reference", extra=extra)
     assert reference.returncode == 0, reference.stderr[-2000:]
     env = {**os.environ, TEST_KILL_ENV: "4:SIGTERM"}  # mid epoch 2
-    killed = subprocess.run(
-        seed_command(demo_env, tmp_path / "run", extra=extra),
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    killed = run_seed_command(demo_env, tmp_path / "run", extra=extra, env=env)
     assert killed.returncode == 130, killed.stderr[-2000:]
     rerun = run_seed_command(demo_env, tmp_path / "run", extra=extra)
     assert rerun.returncode == 0, rerun.stderr[-2000:]

@@ -19,7 +19,7 @@ from kuavo_train.curriculum.paths import stage_paths
 from kuavo_train.layout import LOG_FILE, MODEL_FILE
 from kuavo_train.training.checkpoint import load_training_state, read_checkpoint_meta
 from kuavo_train.training.loop import TEST_KILL_ENV
-from tests.conftest import REPO_ROOT, SEED_RUN_EXTRA, run_seed_command, seed_command
+from tests.conftest import SEED_RUN_EXTRA, run_seed_command
 
 
 def stage_of(demo_env, output):
@@ -33,14 +33,7 @@ def results(paths) -> dict:
 def run_until_step(demo_env, output, step: int, sig: signal.Signals) -> subprocess.CompletedProcess:
     """Stage 1 as the seed command trains it, signalling itself with ``sig`` right after optimizer step ``step``."""
     env = {**os.environ, TEST_KILL_ENV: f"{step}:{sig.name}"}
-    return subprocess.run(
-        seed_command(demo_env, output, extra=SEED_RUN_EXTRA),
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_seed_command(demo_env, output, extra=SEED_RUN_EXTRA, env=env)
 
 
 def assert_same_weights(mine, theirs) -> None:
